@@ -1,0 +1,1 @@
+"""PyTorch reference of the course model: ContextUnet, checkpoints, samplers, training."""

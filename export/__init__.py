@@ -1,0 +1,1 @@
+"""torch → ONNX (and ONNX → TensorRT) export with validation."""

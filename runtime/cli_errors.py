@@ -1,0 +1,62 @@
+"""Library exceptions → one line on stderr and an exit code. Shared by every console script."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import typer
+
+from .errors import DdpmEdgeError
+
+
+def one_line_errors(prog: str):
+    """Decorate a typer command: DdpmEdgeError → `prog: error: reason` + its exit code; Ctrl-C → 130;
+    an unexpected exception → one line and exit 70 (DDPM_EDGE_DEBUG=1 re-raises it with its traceback)."""
+    def wrap(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except DdpmEdgeError as e:
+                typer.echo(f"{prog}: error: {e}", err=True)
+                raise typer.Exit(e.exit_code) from None
+            except KeyboardInterrupt:
+                typer.echo(f"{prog}: interrupted", err=True)
+                raise typer.Exit(130) from None
+            except Exception as e:
+                if os.environ.get("DDPM_EDGE_DEBUG"):
+                    raise
+                typer.echo(f"{prog}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                           "(set DDPM_EDGE_DEBUG=1 for a traceback)", err=True)
+                raise typer.Exit(70) from None
+        return run
+    return wrap
+
+
+def make_app(help_text: str) -> typer.Typer:
+    """A single-command typer app with plain (non-rich) errors and no pretty tracebacks."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                       help=help_text, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def progress_bar(label: str, enabled: bool = True):
+    """A stderr progress bar usable as a sampling `progress(done, total, x)` callback."""
+    if not enabled:
+        return None, lambda: None
+    state = {}
+
+    def update(done: int, total: int, x=None):
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = typer.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    def close():
+        if "bar" in state:
+            state["bar"].__exit__(None, None, None)
+
+    return update, close

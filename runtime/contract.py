@@ -1,0 +1,116 @@
+"""The UNet's I/O contract, in one place. Export names and shapes its graph from it, the TensorRT
+builder derives its optimization profile from it, and every backend checks inputs against it.
+
+    x   [N, C, H, W]   float32   noisy sample x_i
+    t   [N, 1]         float32   i / T
+    c   [N, n_cfeat]   float32   context (zeros = unconditional)
+    eps [N, C, H, W]   float32   predicted noise
+
+N is the one dynamic axis ("batch"). A model describes itself through string metadata
+(`ModelSpec.to_metadata`), which ONNX `metadata_props` and the TensorRT sidecar both carry.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from .errors import DdpmEdgeError
+from .schedule import COURSE_BETA1, COURSE_BETA2, COURSE_T, Schedule
+
+INPUT_NAMES = ("x", "t", "c")
+OUTPUT_NAMES = ("eps",)
+BATCH_AXIS = "batch"
+FORMAT = "ddpm-edge/1"
+COURSE_CONTEXT_NAMES = ("hero", "non-hero", "food", "spell", "side-facing")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    channels: int = 3
+    height: int = 16
+    width: int = 16
+    n_cfeat: int = 5
+    T: int = COURSE_T
+    beta1: float = COURSE_BETA1
+    beta2: float = COURSE_BETA2
+    context_names: tuple[str, ...] = COURSE_CONTEXT_NAMES
+    shortcut: str = "unknown"   # how init_conv's shortcut was fixed: seed:N, zero, learned
+    precision: str = "fp32"     # weights/activations of the graph: fp32 or fp16 (I/O stays float32)
+    source_sha256: str = ""     # the checkpoint the graph was exported from
+    version: str = ""           # ddpm-edge version that wrote it
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.T, self.beta1, self.beta2)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    def shapes(self, n: int | str = BATCH_AXIS) -> dict[str, tuple]:
+        """Every tensor's shape for batch n (n may be the symbolic axis name)."""
+        image = (n, self.channels, self.height, self.width)
+        return {"x": image, "t": (n, 1), "c": (n, self.n_cfeat), "eps": image}
+
+    def profile(self, min_batch: int, opt_batch: int, max_batch: int) -> dict[str, tuple[tuple, tuple, tuple]]:
+        """(min, opt, max) shapes of each input, for a TensorRT optimization profile."""
+        if not 1 <= min_batch <= opt_batch <= max_batch:
+            raise DdpmEdgeError(f"batch profile needs 1 <= min <= opt <= max, got {min_batch}:{opt_batch}:{max_batch}")
+        return {name: (self.shapes(min_batch)[name], self.shapes(opt_batch)[name], self.shapes(max_batch)[name])
+                for name in INPUT_NAMES}
+
+    def check_inputs(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> None:
+        n = x.shape[0] if x.ndim else 0
+        for name, array in (("x", x), ("t", t), ("c", c)):
+            if array.dtype != np.float32:
+                raise DdpmEdgeError(f"input {name} must be float32, got {array.dtype}")
+            if tuple(array.shape) != self.shapes(n)[name]:
+                raise DdpmEdgeError(f"input {name} has shape {tuple(array.shape)}, expected {self.shapes(n)[name]}")
+
+    def context_vector(self, name: str) -> np.ndarray:
+        """One-hot [n_cfeat] for a context name from the metadata."""
+        names = [n.lower() for n in self.context_names]
+        if name.lower() not in names:
+            raise DdpmEdgeError(f"unknown context {name!r}; this model knows: {', '.join(self.context_names)}")
+        vector = np.zeros(self.n_cfeat, dtype=np.float32)
+        vector[names.index(name.lower())] = 1.0
+        return vector
+
+    def to_metadata(self) -> dict[str, str]:
+        meta = {"format": FORMAT}
+        for key, value in asdict(self).items():
+            if key == "extra":
+                meta.update({k: str(v) for k, v in value.items()})
+            elif key == "context_names":
+                meta[key] = json.dumps(list(value))
+            else:
+                meta[key] = str(value)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], **fallback) -> "ModelSpec":
+        """Read what `to_metadata` wrote; missing keys fall back to `fallback`, then course defaults."""
+        kwargs = dict(fallback)
+        try:
+            for key, kind in (("channels", int), ("height", int), ("width", int), ("n_cfeat", int), ("T", int),
+                              ("beta1", float), ("beta2", float), ("shortcut", str), ("precision", str),
+                              ("source_sha256", str), ("version", str)):
+                if key in meta:
+                    kwargs[key] = kind(meta[key])
+            if "context_names" in meta:
+                kwargs["context_names"] = tuple(str(n) for n in json.loads(meta["context_names"]))
+        except (ValueError, TypeError) as e:
+            raise DdpmEdgeError(f"model metadata is malformed: {e}") from None
+        known = set(cls.__dataclass_fields__) | {"format"}
+        kwargs["extra"] = {k: v for k, v in meta.items() if k not in known}
+        spec = cls(**kwargs)
+        n_cfeat = spec.n_cfeat
+        if len(spec.context_names) != n_cfeat:
+            # a model without names (or with the wrong count) gets positional names
+            names = spec.context_names if len(spec.context_names) == n_cfeat else tuple(f"class{k}" for k in range(n_cfeat))
+            spec = replace(spec, context_names=names)
+        spec.schedule  # validates T and betas
+        return spec

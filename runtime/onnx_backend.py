@@ -1,0 +1,112 @@
+"""ONNX Runtime backend: `eps = OnnxUnet(path)(x, t, c)`.
+
+CPU by default; the CUDA execution provider when the onnxruntime GPU build finds a GPU. The model's
+metadata gives schedule, shapes and context names; a model without it (any graph with inputs x, t, c and
+output eps) runs with the course defaults and shapes read off its inputs. Batches larger than a fixed
+batch dimension (or `max_batch`) are split, the last chunk padded; results do not depend on the split.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
+from .errors import DdpmEdgeError, MissingDependency
+from .files import sha256_file
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError:  # pragma: no cover - exercised only without onnxruntime
+        raise MissingDependency("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from None
+    return onnxruntime
+
+
+def providers_for(device: str) -> list[str]:
+    ort = _import_ort()
+    available = ort.get_available_providers()
+    if device not in DEVICES:
+        raise DdpmEdgeError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise MissingDependency("device cuda needs the onnxruntime-gpu build; this onnxruntime has only "
+                                + ", ".join(available))
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class OnnxUnet:
+    def __init__(self, path: str | os.PathLike, device: str = "auto", max_batch: int | None = None,
+                 threads: int | None = None):
+        ort = _import_ort()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DdpmEdgeError(f"model file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
+        except DdpmEdgeError:
+            raise
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/… types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DdpmEdgeError(f"{self.path} is not a loadable ONNX model: {first[:300]}") from None
+        if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise MissingDependency("device cuda requested but onnxruntime could not use a CUDA GPU")
+        self.providers = self.session.get_providers()
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if set(inputs) != set(INPUT_NAMES) or OUTPUT_NAMES[0] not in outputs:
+            raise DdpmEdgeError(f"{self.path} is not a ddpm UNet: needs inputs x, t, c and output eps, "
+                                f"has inputs {sorted(inputs)} and outputs {outputs}")
+        for name in INPUT_NAMES:
+            if inputs[name].type != "tensor(float)":
+                raise DdpmEdgeError(f"{self.path}: input {name} is {inputs[name].type}, expected tensor(float)")
+        x_shape, c_shape = inputs["x"].shape, inputs["c"].shape
+        if len(x_shape) != 4 or len(c_shape) != 2:
+            raise DdpmEdgeError(f"{self.path}: x must be rank 4 and c rank 2, got {x_shape} and {c_shape}")
+        fallback = {k: v for k, v in zip(("channels", "height", "width"), map(_static, x_shape[1:])) if v}
+        if _static(c_shape[1]):
+            fallback["n_cfeat"] = c_shape[1]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.spec = ModelSpec.from_metadata(meta, **fallback)
+        fixed = _static(x_shape[0])
+        if max_batch is not None and max_batch < 1:
+            raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")
+        self.fixed_batch = fixed
+        self.max_batch = fixed or max_batch
+        self._sha256 = None
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.path)
+        return self._sha256
+
+    def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if self.fixed_batch and n < self.fixed_batch:  # pad a short chunk to the graph's fixed batch
+            pad = self.fixed_batch - n
+            x, t, c = (np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in (x, t, c))
+        (eps,) = self.session.run(list(OUTPUT_NAMES), {"x": x, "t": t, "c": c})
+        return eps[:n]
+
+    def __call__(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+        x, t, c = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, t, c))
+        self.spec.check_inputs(x, t, c)
+        step = self.max_batch or x.shape[0]
+        if x.shape[0] <= step and not self.fixed_batch:
+            return self._run(x, t, c)
+        return np.concatenate([self._run(x[k:k + step], t[k:k + step], c[k:k + step])
+                               for k in range(0, x.shape[0], step)])

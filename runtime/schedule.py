@@ -1,0 +1,66 @@
+"""The DDPM noise schedule of the course, computed once, in NumPy.
+
+    betas[i]          = linspace(beta1, beta2, T + 1)[i]          i = 0 … T
+    alphas[i]         = 1 − betas[i]
+    alphas_cumprod[i] = ∏_{k ≤ i} alphas[k], with alphas_cumprod[0] = 1
+
+The arithmetic is done in float64 and stored as float32 (what the model and the steps consume).
+The torch reference and the exporter import this module; nothing here imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DdpmEdgeError
+
+COURSE_T = 500
+COURSE_BETA1 = 1e-4
+COURSE_BETA2 = 0.02
+
+
+@dataclass(frozen=True)
+class Schedule:
+    T: int = COURSE_T
+    beta1: float = COURSE_BETA1
+    beta2: float = COURSE_BETA2
+    betas: np.ndarray = field(init=False, repr=False, compare=False)           # [T+1]
+    alphas: np.ndarray = field(init=False, repr=False, compare=False)          # [T+1]
+    alphas_cumprod: np.ndarray = field(init=False, repr=False, compare=False)  # [T+1]
+
+    def __post_init__(self):
+        if not (isinstance(self.T, (int, np.integer)) and self.T >= 1):
+            raise DdpmEdgeError(f"schedule T must be a positive integer, got {self.T!r}")
+        if not (0.0 < self.beta1 <= self.beta2 < 1.0):
+            raise DdpmEdgeError(f"schedule needs 0 < beta1 <= beta2 < 1, got {self.beta1}, {self.beta2}")
+        betas = np.linspace(self.beta1, self.beta2, self.T + 1, dtype=np.float64)
+        alphas = 1.0 - betas
+        alphas_cumprod = np.cumprod(alphas)
+        alphas_cumprod[0] = 1.0
+        for name, value in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", alphas_cumprod)):
+            value = value.astype(np.float32)
+            value.flags.writeable = False
+            object.__setattr__(self, name, value)
+
+    def t_input(self, i: int) -> float:
+        """The UNet's time input for step index i: t = i / T."""
+        return i / self.T
+
+    def as_dict(self) -> dict:
+        return {"T": int(self.T), "beta1": float(self.beta1), "beta2": float(self.beta2)}
+
+
+def ddpm_timesteps(schedule: Schedule) -> list[int]:
+    """DDPM visits every index: T, T−1, …, 1."""
+    return list(range(schedule.T, 0, -1))
+
+
+def ddim_timesteps(schedule: Schedule, steps: int) -> list[int]:
+    """Course lesson 4: stride s = T // steps, indices T, T−s, …, down to the last one above 0."""
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise DdpmEdgeError(f"steps must be a positive integer, got {steps!r}")
+    if steps > schedule.T:
+        raise DdpmEdgeError(f"steps must be at most T={schedule.T}, got {steps}")
+    stride = schedule.T // steps
+    return list(range(schedule.T, 0, -stride))

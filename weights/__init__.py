@@ -1,0 +1,1 @@
+"""Shipped default weights (checkpoint and ONNX); see README.md in this folder."""
