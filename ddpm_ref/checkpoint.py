@@ -47,9 +47,10 @@ def read_torch_file(path: str | os.PathLike) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()
-        detail = next((line for line in reason if "Unsupported global" in line), "")
-        raise DdpmEdgeError(f"{path} holds pickled objects beyond tensors, which are never loaded"
-                            + (f" ({detail.strip()[:160]})" if detail else "")) from None
+        detail = next((line.strip() for line in reason if "global" in line.lower()), "")
+        if not detail:  # not a pickle of tensors at all
+            raise DdpmEdgeError(f"{path} is not a readable PyTorch checkpoint (truncated or another format)") from None
+        raise DdpmEdgeError(f"{path} holds pickled objects beyond tensors, which are never loaded ({detail[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise DdpmEdgeError(f"{path} is not a readable PyTorch checkpoint (truncated or another format): {first}") from None

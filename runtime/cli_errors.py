@@ -44,7 +44,7 @@ def make_app(help_text: str) -> typer.Typer:
 
 def progress_bar(label: str, enabled: bool = True):
     """A stderr progress bar usable as a sampling `progress(done, total, x)` callback."""
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():
         return None, lambda: None
     state = {}
 

@@ -28,6 +28,11 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise DdpmEdgeError(f"cannot write {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise DdpmEdgeError(f"cannot write {path}: folder {parent} is not writable")
+    try:  # permissions can pass (root) where the file system still refuses: probe for real
+        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", suffix=".probe", dir=parent):
+            pass
+    except OSError as e:
+        raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 
 
@@ -35,11 +40,17 @@ def check_writable(path: str | os.PathLike) -> Path:
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; on success rename it over `path`, on failure delete it."""
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent if str(path.parent) else ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,0 +1,105 @@
+"""ddpm-export and ddpm-run as a user runs them: real console scripts, real files, one-line errors."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def cli(name, *args, cwd=None):
+    exe = shutil.which(name) or pytest.skip(f"{name} is not on PATH (pip install -e . first)")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(result, match):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and match in lines[0], result.stderr
+
+
+def test_export_then_run(small_checkpoint, tmp_path):
+    onnx_path = tmp_path / "unet.onnx"
+    result = cli("ddpm-export", "--weights", small_checkpoint, "--out", onnx_path)
+    assert result.returncode == 0, result.stderr
+    assert "max abs error" in result.stderr and str(onnx_path) in result.stderr
+    sheet = tmp_path / "sprites.png"
+    result = cli("ddpm-run", "--engine", onnx_path, "-n", "16", "--sampler", "ddim", "--steps", "5",
+                 "--seed", "1", "--out", sheet, "--scale", "2")
+    assert result.returncode == 0, result.stderr
+    image = Image.open(sheet)
+    assert image.size == (4 * 32, 4 * 32) and image.mode == "RGB"
+    raw = tmp_path / "raw.npy"
+    assert cli("ddpm-run", "--engine", onnx_path, "-n", "3", "--sampler", "ddim", "--steps", "5", "--seed", "1",
+               "--context", "food", "--out", raw, "-q").returncode == 0
+    samples = np.load(raw)
+    assert samples.shape == (3, 3, 16, 16) and samples.dtype == np.float32
+
+
+def test_ddpm_500_from_cli(small_onnx, tmp_path):
+    out = tmp_path / "ddpm.npy"
+    result = cli("ddpm-run", "--engine", small_onnx, "-n", "2", "--seed", "4", "--out", out, "-q")
+    assert result.returncode == 0, result.stderr
+    again = tmp_path / "again.npy"
+    cli("ddpm-run", "--engine", small_onnx, "-n", "2", "--seed", "4", "--out", again, "-q")
+    np.testing.assert_array_equal(np.load(out), np.load(again))
+
+
+@pytest.mark.parametrize("args,match", [
+    (["-n", "0"], "at least 1"),
+    (["-n", "-4"], "at least 1"),
+    (["--context", "1,0,0"], "5 values"),
+    (["--context", "dragon"], "unknown context"),
+    (["--out", "{tmp}/no-such-dir/s.png"], "does not exist"),
+    (["--out", "{tmp}/s.jpg"], ".png or .npy"),
+    (["--steps", "0", "--sampler", "ddim"], "steps"),
+    (["--guidance", "-2"], "guidance"),
+])
+def test_run_bad_input(small_onnx, tmp_path, args, match):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = cli("ddpm-run", "--engine", small_onnx, "--sampler", "ddim", "--steps", "2", *args, cwd=tmp_path)
+    assert_one_line_error(result, match)
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == []
+
+
+def test_run_bad_models(tmp_path):
+    assert_one_line_error(cli("ddpm-run", "--engine", tmp_path / "missing.onnx"), "not found")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(os.urandom(2048))
+    assert_one_line_error(cli("ddpm-run", "--engine", corrupt, "--out", tmp_path / "s.png"), "not a loadable ONNX")
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"x")
+    assert_one_line_error(cli("ddpm-run", "--engine", other), "unknown model type")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_output_is_a_directory(small_onnx, tmp_path):
+    (tmp_path / "taken.png").mkdir()
+    assert_one_line_error(cli("ddpm-run", "--engine", small_onnx, "--out", tmp_path / "taken.png"), "directory")
+
+
+def test_unwritable_output(small_onnx, tmp_path):
+    if os.geteuid() == 0:  # root passes permission checks: use a folder no one can create files in
+        target, match = "/proc/ddpm-edge-test.png", "cannot write"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target, match = locked / "s.png", "not writable"
+    assert_one_line_error(cli("ddpm-run", "--engine", small_onnx, "--sampler", "ddim", "--steps", "2",
+                              "--out", target), match)
+
+
+def test_export_bad_input(tmp_path, small_checkpoint):
+    assert_one_line_error(cli("ddpm-export", "--weights", tmp_path / "none.pth"), "not found")
+    text = tmp_path / "readme.pth"
+    text.write_text("not a checkpoint")
+    assert_one_line_error(cli("ddpm-export", "--weights", text, "--out", tmp_path / "u.onnx"), "not a readable")
+    assert_one_line_error(cli("ddpm-export", "--weights", small_checkpoint, "--shortcut", "maybe",
+                              "--out", tmp_path / "u.onnx"), "shortcut policy")
+    assert not (tmp_path / "u.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["readme.pth"]
