@@ -1,39 +1,42 @@
 """The embedding API: load a model once, generate sprites many times.
 
-    from ddpm_edge.runtime.api import SpriteGenerator
+    from ddpm_edge.runtime.api import GenerationParams, SpriteGenerator
+    from ddpm_edge.runtime.outputs import SheetLayout, Targets, write_outputs
     gen = SpriteGenerator.load()                      # shipped default, or a path to .onnx / .plan
     sprites = gen.generate(16, context="food", seed=1, sampler="ddim", steps=25)   # uint8 [16,H,W,C]
+    sprites = gen.generate(16, seed=1, background="transparent")                   # uint8 [16,H,W,C+1]
+
+    batch = gen.generate_batch(GenerationParams(16, context="food", sampler="ddim"), frames_every="auto")
+    write_outputs(batch, Targets(sheet=Path("food.png"), atlas=True, each=Path("food"),
+                                 animation=Path("food.gif")), SheetLayout(scale=4))
+
+One generator holds one inference session, reused by every call; calls from several threads are safe
+(they take turns on the session). A progress callback `progress(done, total, x)` sees every step and
+cancels the run (raising `Cancelled`) by returning False.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 
+from .background import DEFAULT_TOLERANCE, apply_background, check_tolerance, parse_background
 from .contract import ModelSpec
-from .engines import load_unet
+from .engines import default_model_path, load_unet
 from .errors import DdpmEdgeError
+from .files import sha256_file
 from .images import to_uint8
+from .outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
+from .params import MAX_SAMPLES, GenerationParams
+from .pngmeta import read_record
 from .samplers import make_sampler
 from .sampling import Progress, SeededNoise, guided, sample
 
-MAX_SAMPLES = 1 << 20
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Everything that determines a generated batch (besides the model itself)."""
-    n: int
-    sampler: str = "ddpm"
-    steps: int | None = None
-    seed: int | None = None
-    context: str | None = None
-    guidance: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
 
 def parse_context(spec: ModelSpec, context, n: int, seed: int | None) -> np.ndarray:
@@ -81,7 +84,12 @@ class SpriteGenerator:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto",
-             max_batch: int | None = None) -> "SpriteGenerator":
+             max_batch: int | None = None, io_binding: bool = False, cuda_graph: bool = False,
+             gpu_loop: bool = False) -> "SpriteGenerator":
+        if io_binding or cuda_graph or gpu_loop:  # ONNX Runtime with device buffers (runtime/onnx_cuda.py)
+            from .onnx_cuda import load_gpu_backend
+            return cls(load_gpu_backend(path, device=device, io_binding=io_binding, cuda_graph=cuda_graph,
+                                        gpu_loop=gpu_loop, max_batch=max_batch))
         return cls(load_unet(path, device=device, max_batch=max_batch))
 
     @property
@@ -99,11 +107,135 @@ class SpriteGenerator:
         schedule = self.spec.schedule
         step_sampler = make_sampler(sampler, schedule, steps)
         c = parse_context(self.spec, context, n, seed)
+        noise = noise if noise is not None else SeededNoise(seed)
+        loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/onnx_cuda.py)
+        if loop is not None:
+            if guidance:
+                raise DdpmEdgeError("the device loop (--gpu-loop) does not do guidance; drop --guidance or --gpu-loop")
+            with self._lock:
+                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress)
         unet = guided(self.unet, float(guidance))
         with self._lock:
-            return sample(unet, step_sampler, (n, *self.spec.sample_shape), c,
-                          noise=noise if noise is not None else SeededNoise(seed), progress=progress)
+            return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
 
-    def generate(self, n: int, **kwargs) -> np.ndarray:
-        """uint8 sprites [n, H, W, C]; same keywords as `generate_raw`."""
-        return to_uint8(self.generate_raw(n, **kwargs))
+    def generate(self, n: int, context=None, seed: int | None = None, sampler: str = "ddpm",
+                 steps: int | None = None, guidance: float = 0.0, background: str | None = None,
+                 tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None) -> np.ndarray:
+        """uint8 sprites [n, H, W, C]: as drawn (background None), with the background keyed to alpha
+        ("transparent": [n, H, W, C+1]) or replaced by a colour ("white", "#RRGGBB"). Other keywords
+        as `generate_raw`."""
+        background, tolerance = parse_background(background), check_tolerance(tolerance)   # fail before sampling
+        samples = self.generate_raw(n, context=context, seed=seed, sampler=sampler, steps=steps,
+                                    guidance=guidance, noise=noise, progress=progress)
+        return apply_background(to_uint8(samples), background, tolerance)
+
+    def generate_batch(self, params: GenerationParams, frames_every: int | str | None = None,
+                       progress: Progress | None = None) -> Batch:
+        """Generate `params` (a random seed drawn when it has none) and keep what reproduces it.
+
+        frames_every: None, or snapshot x every k sampling steps for an animation ("auto": about
+        AUTO_FRAMES snapshots); the final sprites are not among the snapshots.
+        """
+        params = params.resolved(self.spec.T)
+        total = len(make_sampler(params.sampler, self.spec.schedule, params.steps).timesteps)
+        if frames_every == "auto":
+            frames_every = max(1, math.ceil(total / AUTO_FRAMES))
+        if frames_every is not None and (isinstance(frames_every, bool) or not isinstance(frames_every, int)
+                                         or frames_every < 1):
+            raise DdpmEdgeError(f"frames_every must be a positive integer or 'auto', got {frames_every!r}")
+        frames: list[np.ndarray] = []
+
+        def on_step(done: int, total: int, x: np.ndarray):
+            if frames_every and done % frames_every == 0 and done < total:
+                frames.append(to_uint8(x))                                  # [n, H, W, C]
+            return None if progress is None else progress(done, total, x)
+
+        samples = self.generate_raw(params.n, context=params.context, seed=params.seed, sampler=params.sampler,
+                                    steps=params.steps, guidance=params.guidance,
+                                    progress=on_step if frames_every or progress else None)
+        sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
+        from . import __version__
+        return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
+                     params=params, model_sha256=self.model_sha256, model_path=self.model_path,
+                     version=__version__, frames=tuple(frames))
+
+    def context_labels(self, params: GenerationParams) -> list[str]:
+        """Per sprite: its class name (one-hot context), "sprite" (unconditional) or "mix"."""
+        labels = []
+        for row in parse_context(self.spec, params.context, params.n, params.seed):
+            hot = np.flatnonzero(row)
+            if len(hot) == 0:
+                labels.append("sprite")
+            elif len(hot) == 1 and row[hot[0]] == 1:
+                labels.append(self.spec.context_names[hot[0]])
+            else:
+                labels.append("mix")
+        return labels
+
+    @property
+    def model_path(self) -> str:
+        """The model's file name only: records travel with game assets, local folders must not."""
+        path = getattr(self.unet, "path", None)
+        return Path(path).name if path is not None else ""
+
+    @classmethod
+    def load_for_record(cls, record: dict, engine: str | os.PathLike | None = None, source: str = "the PNG",
+                        **load_options) -> "SpriteGenerator":
+        """The model a record was generated with: `engine` if given, else the recorded model file name
+        beside the PNG `source` or in the working folder, else the shipped default, whichever has the
+        recorded sha256; refuses when none has."""
+        want = record.get("model_sha256")
+        if not isinstance(want, str) or not want:
+            raise DdpmEdgeError(f"{source} does not record which model made it")
+        if engine is not None:
+            candidates = [Path(engine)]
+        else:
+            name = Path(str(record.get("model") or "")).name
+            folders = ([Path(source).parent] if Path(source).suffix.lower() == ".png" else []) + [Path.cwd()]
+            candidates = [folder / name for folder in folders] if name else []
+            try:
+                candidates.append(default_model_path())
+            except DdpmEdgeError:
+                pass
+        seen = []
+        for path in candidates:
+            if not path.is_file():
+                seen.append(f"{path} (missing)")
+                continue
+            sha = sha256_file(path)
+            if sha == want:
+                return cls.load(path, **load_options)
+            seen.append(f"{path} (sha256 {sha[:12]}…)")
+        raise DdpmEdgeError(f"{source} was made by model sha256 {want[:12]}…, which "
+                            f"{'; '.join(seen) if seen else 'no model file found'} is not; "
+                            "pass --engine with the model that made it")
+
+
+def render(targets: Targets, engine: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
+           progress: Progress | None = None, load_options: dict | None = None, **settings) -> Batch:
+    """The whole of `ddpm-run`: check every output can be written, load the model, generate, write.
+
+    settings: GenerationParams and SheetLayout fields; None (or absent) means "not given". With a
+    `source` PNG the recorded parameters and layout are the starting point and given settings
+    override them; the model must be the one recorded (see SpriteGenerator.load_for_record).
+    """
+    targets.check()
+    param_names = {f.name for f in fields(GenerationParams)}
+    layout_names = {f.name for f in fields(SheetLayout)}
+    unknown = set(settings) - param_names - layout_names
+    if unknown:
+        raise DdpmEdgeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    record = read_record(source) if source is not None else None
+    params = GenerationParams.from_record(record, str(source)) if record else GenerationParams()
+    layout = SheetLayout.from_record(record) if record else SheetLayout()
+    if "sampler" in given and "steps" not in given:
+        given["steps"] = None   # the recorded steps belong to the recorded sampler
+    params = replace(params, **{k: v for k, v in given.items() if k in param_names})
+    layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
+    options = load_options or {}
+    generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
+                 else SpriteGenerator.load(engine, **options))
+    batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
+    write_outputs(batch, targets, layout)
+    return batch

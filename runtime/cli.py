@@ -5,14 +5,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
-from .api import GenerationParams, SpriteGenerator
+from .api import render
+from .background import DEFAULT_TOLERANCE
 from .cli_errors import make_app, one_line_errors, progress_bar
-from .errors import DdpmEdgeError
-from .files import atomic_path, check_writable
-from .images import make_sheet, to_uint8
+from .outputs import DEFAULT_FRAME_MS, Targets
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
@@ -32,44 +30,63 @@ class Device(str, Enum):
 @one_line_errors("ddpm-run")
 def run(
     engine: Optional[Path] = typer.Option(None, "--engine", "-e", help="unet.onnx or unet.plan; default: the shipped model"),
-    n: int = typer.Option(16, "-n", "--num", help="number of sprites"),
-    sampler: SamplerName = typer.Option(SamplerName.ddpm, help="ddpm (all T steps) or ddim (--steps)"),
+    n: Optional[int] = typer.Option(None, "-n", "--num", help="number of sprites (default 16)"),
+    sampler: Optional[SamplerName] = typer.Option(None, help="ddpm (all T steps, the default) or ddim (--steps)"),
     steps: Optional[int] = typer.Option(None, help="DDIM steps (default 25)"),
-    seed: Optional[int] = typer.Option(None, help="random seed; same seed, same sprites"),
+    seed: Optional[int] = typer.Option(None, help="random seed; same seed, same sprites (default: drawn and recorded)"),
     context: Optional[str] = typer.Option(None, "--context", "-c",
                                           help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
-    guidance: float = typer.Option(0.0, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0)"),
+    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
+                                                        "(default 0)"),
     out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="sprite sheet .png, or .npy for raw float32 samples"),
-    scale: int = typer.Option(4, help="nearest-neighbour upscale of each sprite in the sheet"),
+    scale: Optional[int] = typer.Option(None, help="nearest-neighbour upscale of each sprite (default 4)"),
     cols: Optional[int] = typer.Option(None, help="sprites per row (default: square grid)"),
+    padding: Optional[int] = typer.Option(None, help="pixels around and between sheet cells (default 0)"),
+    background: Optional[str] = typer.Option(None, "--background", "-b",
+                                             help="keep (default), transparent (keyed to alpha), or a colour "
+                                                  "that replaces it (white, #RRGGBB)"),
+    tolerance: Optional[int] = typer.Option(None, help="background keying: per-channel distance 0-255 from the "
+                                                       f"border colour still counted as background (default {DEFAULT_TOLERANCE})"),
+    atlas: bool = typer.Option(False, "--atlas", help="also write a TexturePacker JSON (hash) atlas beside the sheet"),
+    each: Optional[Path] = typer.Option(None, "--each", help="also write one PNG per sprite into this folder"),
+    gif: Optional[Path] = typer.Option(None, "--gif", help="also write the denoising as an animation: .gif, "
+                                                            "or .png/.apng for APNG"),
+    gif_every: Optional[int] = typer.Option(None, help="an animation frame every K sampling steps (default: about 30 frames)"),
+    gif_ms: int = typer.Option(DEFAULT_FRAME_MS, help="milliseconds per animation frame (the last one is held longer)"),
+    from_png: Optional[Path] = typer.Option(None, "--from", help="regenerate a PNG written by ddpm-run from the "
+                                                                  "parameters it records; other options override them"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
     max_batch: Optional[int] = typer.Option(None, help="split UNet calls into batches of at most this many"),
+    io_binding: bool = typer.Option(False, "--io-binding", help="ONNX Runtime: bind inputs/outputs to buffers "
+                                                               "allocated once on the device"),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="ONNX Runtime CUDA: capture a CUDA graph per batch "
+                                                               "size and replay it (implies --io-binding)"),
+    gpu_loop: bool = typer.Option(False, "--gpu-loop", help="run the whole sampling loop on the device (UNet + step "
+                                                           "fused; a loop model from ddpm-export --gpu-loop, or a "
+                                                           "UNet .onnx fused on load)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
 ) -> None:
-    """Generate N sprites and write them as a sprite sheet PNG (or raw samples as .npy)."""
-    if n < 1:
-        raise DdpmEdgeError(f"-n must be at least 1, got {n}")
-    if scale < 1 or (cols is not None and cols < 1):
-        raise DdpmEdgeError("--scale and --cols must be at least 1")
-    if out.suffix.lower() not in (".png", ".npy"):
-        raise DdpmEdgeError(f"--out must end in .png or .npy, got {out.name!r}")
-    check_writable(out)
-    generator = SpriteGenerator.load(engine, device=device.value, max_batch=max_batch)
-    params = GenerationParams(n=n, sampler=sampler.value, steps=steps, seed=seed, context=context, guidance=guidance)
-    update, close = progress_bar(f"{params.sampler} x{n}", enabled=not quiet)
+    """Generate N sprites and write them as a sprite sheet PNG (or raw samples as .npy), optionally with
+    a TexturePacker atlas, one PNG per sprite and a denoising animation. Every PNG records its
+    parameters; `--from sheet.png` regenerates it byte for byte."""
+    targets = Targets(sheet=out, atlas=atlas, each=each, animation=gif, frames_every=gif_every, frame_ms=gif_ms)
+    update, close = progress_bar("sampling", enabled=not quiet)
     try:
-        samples = generator.generate_raw(n, context=context, seed=seed, sampler=params.sampler, steps=steps,
-                                         guidance=guidance, progress=update)
+        batch = render(targets, engine=engine, source=from_png, progress=update,
+                       load_options=dict(device=device.value, max_batch=max_batch, io_binding=io_binding,
+                                         cuda_graph=cuda_graph, gpu_loop=gpu_loop),
+                       n=n, sampler=sampler.value if sampler else None, steps=steps, seed=seed, context=context,
+                       guidance=guidance, background=background, tolerance=tolerance,
+                       cols=cols, scale=scale, padding=padding)
     finally:
         close()
-    with atomic_path(out) as tmp:
-        if out.suffix.lower() == ".npy":
-            with open(tmp, "wb") as f:
-                np.save(f, samples)
-        else:
-            make_sheet(to_uint8(samples), cols=cols, scale=scale).save(tmp, format="PNG")
     if not quiet:
-        typer.echo(f"wrote {out} ({n} sprites, {params.sampler}, model {generator.unet.path.name})", err=True)
+        written = ", ".join(str(p) for p in (out, targets.atlas_path, gif) if p is not None)
+        if each is not None:
+            written += f", {len(batch.names)} sprites in {each}"
+        p = batch.params
+        typer.echo(f"wrote {written} ({p.n} sprites, {p.sampler} {p.steps} steps, seed {p.seed}, "
+                   f"model {Path(batch.model_path).name})", err=True)
 
 
 def main() -> None:

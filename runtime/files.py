@@ -45,6 +45,9 @@ def atomic_path(path: str | os.PathLike):
     except OSError as e:
         raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,354 @@
+"""Everything a generated batch can become on disk, for game engines and for people:
+
+    sheet    sprites.png   a grid of sprites (nearest-neighbour scale, optional padding), or .npy raw x_0
+    atlas    sprites.json  TexturePacker "JSON (hash)" frames for that sheet (Phaser, Godot, Unity importers)
+    each     DIR/food_003.png …  one PNG per sprite
+    anim     denoise.gif   the denoising as an animation (.gif, or .png/.apng for a lossless APNG)
+
+Every PNG carries the batch's generation record (pngmeta.py). `save_*` write one output atomically;
+`write_outputs` writes a whole set so that either all of it appears or none does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageColor
+
+from .background import TRANSPARENT
+from .errors import DdpmEdgeError
+from .files import atomic_path, check_writable
+from .images import grid_shape, make_sheet
+from .params import GenerationParams
+from .pngmeta import png_info
+
+DEFAULT_FRAME_MS = 60     # each denoising frame of the animation
+FINAL_FRAME_MS = 1500     # the finished sprites stay up this long before the loop restarts
+ANIMATION_SUFFIXES = (".gif", ".png", ".apng")
+SHEET_SUFFIXES = (".png", ".npy")
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    """`cols` sprites per row (None: a square-ish grid), each scaled `scale`× by nearest neighbour,
+    `padding` pixels around and between cells."""
+    cols: int | None = None
+    scale: int = 4
+    padding: int = 0
+
+    def __post_init__(self):
+        for name, value, low, high in (("cols", self.cols, 1, 1 << 20), ("scale", self.scale, 1, 64),
+                                       ("padding", self.padding, 0, 1024)):
+            if value is None and name == "cols":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise DdpmEdgeError(f"sheet {name} must be an integer from {low} to {high}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+
+    def fixed(self, n: int) -> "SheetLayout":
+        """This layout with the column count it gets for n sprites."""
+        return SheetLayout(grid_shape(n, self.cols)[1], self.scale, self.padding)
+
+    def cells(self, n: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """(x, y, w, h) of each of n cells in the sheet, in sprite order."""
+        cols = grid_shape(n, self.cols)[1]
+        w, h, p = width * self.scale, height * self.scale, self.padding
+        return [(p + (k % cols) * (w + p), p + (k // cols) * (h + p), w, h) for k in range(n)]
+
+    def sheet_size(self, n: int, height: int, width: int) -> tuple[int, int]:
+        rows, cols = grid_shape(n, self.cols)
+        p = self.padding
+        return p + cols * (width * self.scale + p), p + rows * (height * self.scale + p)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "SheetLayout":
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+
+
+def sprite_names(labels: list[str]) -> list[str]:
+    """Per-sprite names for atlas frames and files: label and index, e.g. food_003."""
+    width = max(3, len(str(len(labels) - 1)))
+    return [f"{re.sub(r'[^A-Za-z0-9_-]+', '-', label).strip('-') or 'sprite'}_{k:0{width}d}"
+            for k, label in enumerate(labels)]
+
+
+def sheet_fill(background: str | None, channels: int) -> tuple[int, ...]:
+    """Colour of the sheet's padding and empty cells: the background colour, transparent, or black."""
+    if background is None or channels not in (3, 4):
+        return (0,) * channels
+    if background == TRANSPARENT:
+        return (0, 0, 0, 0)
+    return tuple(ImageColor.getrgb(background)[:3]) + (255,) * (channels - 3)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One generated batch and what it takes to reproduce it."""
+    samples: np.ndarray              # float32 [n, C, H, W], x_0 unclipped
+    sprites: np.ndarray              # uint8 [n, H, W, C], or C+1 with the background keyed transparent
+    names: tuple[str, ...]           # per-sprite names: food_003
+    params: GenerationParams         # resolved: the seed and steps actually used
+    model_sha256: str
+    model_path: str
+    version: str                     # ddpm-edge version that generated it
+    frames: tuple[np.ndarray, ...] = field(default=(), repr=False)  # uint8 [n, H, W, C] snapshots, final excluded
+
+    @property
+    def fill(self) -> tuple[int, ...]:
+        return sheet_fill(self.params.background, self.sprites.shape[-1])
+
+    def record(self, layout: SheetLayout) -> dict:
+        """The generation record every PNG of this batch carries."""
+        return {**self.params.as_dict(), **layout.fixed(len(self.sprites)).as_dict(),
+                "model": self.model_path, "model_sha256": self.model_sha256, "version": self.version}
+
+
+# -- single outputs, written to a path as given ---------------------------------------------------
+
+def _write_png(image: Image.Image, path: Path, record: dict | None) -> None:
+    image.save(path, format="PNG", pnginfo=png_info(record))
+
+
+def atlas_dict(names: list[str], sprite_size: tuple[int, int], layout: SheetLayout, image_name: str,
+               channels: int = 4, app_version: str = "") -> dict:
+    """TexturePacker "JSON (hash)": frames by name, each with frame {x,y,w,h} in sheet pixels."""
+    height, width = sprite_size
+    n = len(names)
+    sheet_w, sheet_h = layout.sheet_size(n, height, width)
+    frames = {}
+    for name, (x, y, w, h) in zip(names, layout.cells(n, height, width)):
+        frames[name] = {"frame": {"x": x, "y": y, "w": w, "h": h}, "rotated": False, "trimmed": False,
+                        "spriteSourceSize": {"x": 0, "y": 0, "w": w, "h": h}, "sourceSize": {"w": w, "h": h}}
+    meta = {"app": "ddpm-edge", "version": app_version or "1.0", "image": image_name,
+            "format": "RGBA8888" if channels == 4 else "RGB888", "size": {"w": sheet_w, "h": sheet_h},
+            "scale": "1"}
+    return {"frames": frames, "meta": meta}
+
+
+def _write_atlas(path: Path, atlas: dict) -> None:
+    path.write_text(json.dumps(atlas, indent=2) + "\n", encoding="utf-8")
+
+
+def _as_rgba(images: np.ndarray) -> np.ndarray:
+    """[N,H,W,3] → [N,H,W,4] opaque; RGBA unchanged."""
+    if images.shape[-1] == 4:
+        return images
+    opaque = np.full(images.shape[:-1] + (1,), 255, dtype=np.uint8)
+    return np.concatenate([images if images.shape[-1] == 3 else np.repeat(images, 3, axis=-1), opaque], axis=-1)
+
+
+def animation_sheets(frames: list[np.ndarray], final: np.ndarray, layout: SheetLayout,
+                     fill: tuple[int, ...] | None = None) -> list[Image.Image]:
+    """Each snapshot [N,H,W,C] and the final sprites as sheets of one layout (RGBA if the final has alpha)."""
+    rgba = final.shape[-1] == 4
+    sheets = []
+    for images in [*frames, final]:
+        images = _as_rgba(images) if rgba else images
+        sheets.append(make_sheet(images, cols=layout.cols, scale=layout.scale, padding=layout.padding,
+                                 background=fill))
+    return sheets
+
+
+def _gif_frame(sheet: Image.Image) -> Image.Image:
+    """A sheet as a palette image: exact when it has at most 255 colours, else median-cut; index 255
+    marks alpha < 128 (see _gif_frames)."""
+    rgba = np.asarray(sheet.convert("RGBA"))
+    opaque = rgba[..., 3] >= 128
+    colours, index = np.unique(rgba[..., :3][opaque].reshape(-1, 3), axis=0, return_inverse=True)
+    indices = np.full(opaque.shape, 255, dtype=np.uint8)
+    if len(colours) <= 255:
+        indices[opaque] = index.reshape(-1)
+        palette = colours.reshape(-1).tolist()
+    else:
+        quantized = Image.fromarray(np.ascontiguousarray(rgba[..., :3])).quantize(
+            255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        indices[opaque] = np.asarray(quantized)[opaque]
+        palette = quantized.getpalette()[:255 * 3]
+    image = Image.fromarray(indices, "P")
+    image.putpalette(palette + [0] * (768 - len(palette)))
+    return image
+
+
+def _gif_frames(sheets: list[Image.Image], transparent: bool) -> list[Image.Image]:
+    """Palette frames; with `transparent`, index 255 is transparent and gets a colour no frame uses, so
+    Pillow's disposal-2 delta (taken against that colour) never drops a visible pixel."""
+    frames = [_gif_frame(sheet) for sheet in sheets]
+    if not transparent:
+        return frames
+    used = {tuple(frame.getpalette()[3 * k:3 * k + 3]) for frame in frames for k in range(255)}
+    key = next(c for c in ((255 - (k >> 16), (k >> 8) & 255, 255 - (k & 255)) for k in range(1 << 24))
+               if c not in used)                                    # magenta first
+    for frame in frames:
+        frame.putpalette(frame.getpalette()[:255 * 3] + list(key))
+        frame.info["transparency"] = 255
+    return frames
+
+
+def _write_animation(path: Path, sheets: list[Image.Image], kind: str, frame_ms: int,
+                     record: dict | None) -> None:
+    durations = [frame_ms] * (len(sheets) - 1) + [max(frame_ms, FINAL_FRAME_MS)]
+    if kind == ".gif":
+        transparent = sheets[-1].mode == "RGBA"
+        frames = _gif_frames(sheets, transparent)
+        extra = {"transparency": 255, "background": 255} if transparent else {}
+        frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                       disposal=2, optimize=False, **extra)
+    else:
+        sheets[0].save(path, format="PNG", save_all=True, append_images=sheets[1:], duration=durations, loop=0,
+                       disposal=1, blend=0, pnginfo=png_info(record))
+
+
+def _animation_kind(path: Path) -> str:
+    kind = path.suffix.lower()
+    if kind not in ANIMATION_SUFFIXES:
+        raise DdpmEdgeError(f"animation must end in {', '.join(ANIMATION_SUFFIXES)}, got {path.name!r}")
+    return kind
+
+
+# -- the public helpers: one output each, written atomically ---------------------------------------
+
+def save_sheet(path, sprites: np.ndarray, layout: SheetLayout = SheetLayout(), record: dict | None = None,
+               fill: tuple[int, ...] | None = None) -> Path:
+    """sprites uint8 [N,H,W,C] → a sheet PNG at `path` (carrying `record` when given)."""
+    with atomic_path(path) as tmp:
+        _write_png(make_sheet(sprites, layout.cols, layout.scale, layout.padding, fill), tmp, record)
+    return Path(path)
+
+
+def save_atlas(path, names: list[str], sprite_size: tuple[int, int], layout: SheetLayout, image_name: str,
+               channels: int = 4) -> Path:
+    """The TexturePacker JSON (hash) atlas for a sheet written with the same names and layout."""
+    from . import __version__
+    with atomic_path(path) as tmp:
+        _write_atlas(tmp, atlas_dict(names, sprite_size, layout, image_name, channels, __version__))
+    return Path(path)
+
+
+def save_each(folder, sprites: np.ndarray, names: list[str], scale: int = 1,
+              record: dict | None = None) -> list[Path]:
+    """One PNG per sprite, `folder/<name>.png` (the folder is created); each records its index as "sprite"."""
+    folder = Path(folder)
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for k, name in enumerate(names):
+        with atomic_path(folder / f"{name}.png") as tmp:
+            _write_png(_scaled(sprites[k], scale), tmp, None if record is None else {**record, "sprite": k})
+        paths.append(folder / f"{name}.png")
+    return paths
+
+
+def save_animation(path, frames: list[np.ndarray], final: np.ndarray, layout: SheetLayout = SheetLayout(),
+                   frame_ms: int = DEFAULT_FRAME_MS, record: dict | None = None,
+                   fill: tuple[int, ...] | None = None) -> Path:
+    """Snapshots [N,H,W,C] then the final sprites, as sheets: a GIF (.gif) or an APNG (.png/.apng)."""
+    kind = _animation_kind(Path(path))
+    with atomic_path(path) as tmp:
+        _write_animation(tmp, animation_sheets(frames, final, layout, fill), kind, frame_ms, record)
+    return Path(path)
+
+
+def _scaled(sprite: np.ndarray, scale: int) -> Image.Image:
+    """[H,W,C] uint8 → a PIL image, nearest-neighbour scaled."""
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[sprite.shape[-1]]
+    image = Image.fromarray(sprite[..., 0] if mode == "L" else sprite, mode)
+    return image if scale == 1 else image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+# -- a whole set of outputs -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Targets:
+    """Where a batch goes. `sheet`: .png (or .npy for raw float32 x_0); `atlas`: write the sheet's
+    .json beside it; `each`: a folder for one PNG per sprite; `animation`: .gif, .png or .apng, a
+    frame every `frames_every` sampling steps (None: about 30 frames), `frame_ms` each."""
+    sheet: Path | None = None
+    atlas: bool = False
+    each: Path | None = None
+    animation: Path | None = None
+    frames_every: int | None = None
+    frame_ms: int = DEFAULT_FRAME_MS
+
+    @property
+    def atlas_path(self) -> Path | None:
+        return self.sheet.with_suffix(".json") if self.atlas and self.sheet is not None else None
+
+    def check(self) -> None:
+        """Fail, with a reason, before any work when an output cannot be written."""
+        if self.sheet is None and self.each is None and self.animation is None:
+            raise DdpmEdgeError("nothing to write: give a sheet, a folder for each sprite, or an animation")
+        if self.sheet is not None and self.sheet.suffix.lower() not in SHEET_SUFFIXES:
+            raise DdpmEdgeError(f"the sheet must end in .png or .npy, got {self.sheet.name!r}")
+        if self.atlas and (self.sheet is None or self.sheet.suffix.lower() != ".png"):
+            raise DdpmEdgeError("an atlas describes a .png sheet: give a sheet ending in .png")
+        if self.animation is not None:
+            _animation_kind(self.animation)
+        if self.frames_every is not None and (isinstance(self.frames_every, bool)
+                                              or not isinstance(self.frames_every, int) or self.frames_every < 1):
+            raise DdpmEdgeError(f"animation frames must come every 1 or more steps, got {self.frames_every!r}")
+        if isinstance(self.frame_ms, bool) or not isinstance(self.frame_ms, int) or not 10 <= self.frame_ms <= 60000:
+            raise DdpmEdgeError(f"animation frame duration must be 10 to 60000 ms, got {self.frame_ms!r}")
+        files = [p for p in (self.sheet, self.atlas_path, self.animation) if p is not None]
+        resolved = [p.resolve() for p in files]
+        if len(set(resolved)) != len(resolved):
+            raise DdpmEdgeError("the sheet, atlas and animation must be different files")
+        for path in files:
+            check_writable(path)
+        if self.each is not None:
+            folder = self.each
+            if folder.exists() and not folder.is_dir():
+                raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
+            where = folder if folder.is_dir() else (folder.parent if str(folder.parent) else Path("."))
+            if not where.is_dir():
+                raise DdpmEdgeError(f"cannot create {folder}: folder {where} does not exist")
+            if not os.access(where, os.W_OK | os.X_OK):
+                raise DdpmEdgeError(f"cannot write sprites into {folder}: folder {where} is not writable")
+
+
+def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout()) -> list[Path]:
+    """Write every requested output of `batch`; all of them appear, or (on any failure) none."""
+    targets.check()
+    n, height, width, channels = batch.sprites.shape
+    layout = layout.fixed(n)
+    record = batch.record(layout)
+    written: list[Path] = []
+    made_folder = targets.each is not None and not targets.each.is_dir()
+    try:
+        with ExitStack() as stack:
+            def stage(path: Path) -> Path:
+                written.append(path)
+                return stack.enter_context(atomic_path(path))
+
+            if targets.sheet is not None:
+                tmp = stage(targets.sheet)
+                if targets.sheet.suffix.lower() == ".npy":
+                    with open(tmp, "wb") as f:
+                        np.save(f, batch.samples)
+                else:
+                    _write_png(make_sheet(batch.sprites, layout.cols, layout.scale, layout.padding, batch.fill),
+                               tmp, record)
+            if targets.atlas_path is not None:
+                _write_atlas(stage(targets.atlas_path),
+                             atlas_dict(list(batch.names), (height, width), layout, targets.sheet.name, channels,
+                                        batch.version))
+            if targets.animation is not None:
+                sheets = animation_sheets(list(batch.frames), batch.sprites, layout, batch.fill)
+                _write_animation(stage(targets.animation), sheets, _animation_kind(targets.animation),
+                                 targets.frame_ms, record)
+            if targets.each is not None:
+                targets.each.mkdir(exist_ok=True)
+                for k, name in enumerate(batch.names):
+                    _write_png(_scaled(batch.sprites[k], layout.scale), stage(targets.each / f"{name}.png"),
+                               {**record, "sprite": k})
+    except BaseException:
+        if made_folder and targets.each.is_dir() and not any(targets.each.iterdir()):
+            targets.each.rmdir()
+        raise
+    return written

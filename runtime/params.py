@@ -1,0 +1,84 @@
+"""What determines a generated batch besides the model: `GenerationParams`, validated on construction.
+
+`resolved()` fills in what the caller left open (a fresh random seed, the sampler's default steps) so
+that the parameters recorded with an output reproduce it exactly.
+"""
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from .background import DEFAULT_TOLERANCE, check_tolerance, parse_background
+from .errors import DdpmEdgeError
+from .samplers import SAMPLERS
+
+MAX_SAMPLES = 1 << 20
+DEFAULT_DDIM_STEPS = 25  # make_sampler's default for ddim
+SEED_BITS = 32
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """n sprites from `sampler` (`steps` for ddim), noise from `seed`, conditioned on `context` (a name,
+    "random", "none", comma-separated numbers, or a list), classifier-free `guidance`; then the
+    background kept (None), keyed to "transparent", or replaced by a colour ("#rrggbb"), keying pixels
+    within `tolerance` (0–255, per channel) of the colour estimated from the sprite's border."""
+    n: int = 16
+    sampler: str = "ddpm"
+    steps: int | None = None
+    seed: int | None = None
+    context: str | list | None = None
+    guidance: float = 0.0
+    background: str | None = None
+    tolerance: int = DEFAULT_TOLERANCE
+
+    def __post_init__(self):
+        if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
+            raise DdpmEdgeError(f"number of sprites must be an integer, at least 1 and at most {MAX_SAMPLES}, "
+                                f"got {self.n!r}")
+        if not isinstance(self.sampler, str) or self.sampler.lower() not in SAMPLERS:
+            raise DdpmEdgeError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
+            raise DdpmEdgeError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+            raise DdpmEdgeError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if isinstance(self.context, np.ndarray):
+            object.__setattr__(self, "context", self.context.tolist())
+        if self.context is not None and not isinstance(self.context, (str, list, tuple)):
+            raise DdpmEdgeError(f"context must be a string or a list of numbers, got {type(self.context).__name__}")
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
+                or not math.isfinite(self.guidance) or self.guidance < 0:
+            raise DdpmEdgeError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
+        for name, value in (("sampler", self.sampler.lower()), ("guidance", float(self.guidance)),
+                            ("background", parse_background(self.background)),
+                            ("tolerance", check_tolerance(self.tolerance)),
+                            ("context", list(self.context) if isinstance(self.context, tuple) else self.context)):
+            object.__setattr__(self, name, value)
+        for name in ("n", "steps", "seed"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
+
+    def resolved(self, T: int) -> "GenerationParams":
+        """A copy with every open choice made: a random seed when none was given, the default steps."""
+        seed = self.seed if self.seed is not None else secrets.randbits(SEED_BITS)
+        steps = self.steps if self.steps is not None else (T if self.sampler == "ddpm" else DEFAULT_DDIM_STEPS)
+        return replace(self, seed=seed, steps=steps)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
+        """The parameters stored in a PNG record (pngmeta.read_record)."""
+        names = [f.name for f in fields(cls)]
+        missing = [name for name in names if name not in record]
+        if missing:
+            raise DdpmEdgeError(f"{source} lacks generation parameters: {', '.join(missing)}")
+        return cls(**{name: record[name] for name in names})

@@ -1,0 +1,52 @@
+"""Generation parameters in a PNG: one iTXt chunk, key "ddpm-edge", holding compact sorted JSON.
+
+The record names the model (path and sha256), the sampler settings, the seed, the context, the
+background keying and the sheet layout, plus the toolkit version. It carries no time stamp, so the same
+record and pixels give the same file bytes; `ddpm-run --from` reads it back.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from .errors import DdpmEdgeError
+
+CHUNK_KEY = "ddpm-edge"
+RECORD_FORMAT = "ddpm-edge-params/1"
+
+
+def png_info(record: dict | None) -> PngImagePlugin.PngInfo | None:
+    """A PngInfo carrying `record` (JSON-serialisable), or None when there is nothing to record."""
+    if record is None:
+        return None
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(CHUNK_KEY, json.dumps({"format": RECORD_FORMAT, **record}, sort_keys=True,
+                                        separators=(",", ":")))
+    return info
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """The record stored in a PNG written by ddpm-run (sheet, per-sprite PNG or APNG)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DdpmEdgeError(f"cannot read {path}: no such file")
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise DdpmEdgeError(f"{path} is a {image.format} image, not a PNG written by ddpm-run")
+            text = image.text.get(CHUNK_KEY)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DdpmEdgeError(f"{path} is not a readable PNG: {str(e).splitlines()[0] if str(e) else e}") from None
+    if text is None:
+        raise DdpmEdgeError(f"{path} carries no ddpm-edge generation parameters (only PNGs written by ddpm-run do)")
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise DdpmEdgeError(f"{path}: its ddpm-edge parameters are not valid JSON") from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise DdpmEdgeError(f"{path}: unsupported ddpm-edge parameter format {found!r} (expected {RECORD_FORMAT})")
+    return record
