@@ -27,6 +27,8 @@ from ddpm_edge.runtime.contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
+from .onnx_export import read_onnx
+
 NORM_OPS = frozenset({"InstanceNormalization", "BatchNormalization", "GroupNormalization", "LayerNormalization"})
 MIN_PSNR = 35.0
 GATE_SAMPLES = 16
@@ -134,16 +136,10 @@ def gate_psnr(fp32_path, fp16_path, n: int = GATE_SAMPLES, steps: int = GATE_STE
 def export_fp16(fp32_onnx: str | os.PathLike, out: str | os.PathLike, min_psnr: float = MIN_PSNR,
                 convert: Callable = to_fp16, log: Callable[[str], None] = lambda message: None) -> Fp16Result:
     """Convert `fp32_onnx`, gate it, and only then put the fp16 graph at `out`."""
-    import onnx
 
     out = check_writable(out)
     fp32_onnx = Path(fp32_onnx)
-    if not fp32_onnx.is_file():
-        raise DdpmEdgeError(f"ONNX file not found: {fp32_onnx}")
-    try:
-        source = onnx.load(str(fp32_onnx))
-    except Exception as e:
-        raise DdpmEdgeError(f"{fp32_onnx} is not a readable ONNX file: {str(e).splitlines()[0][:200]}") from None
+    source = read_onnx(fp32_onnx)
     names = ({i.name for i in source.graph.input}, {o.name for o in source.graph.output})
     if names != (set(INPUT_NAMES), set(OUTPUT_NAMES)):
         raise DdpmEdgeError(f"{fp32_onnx} is not a ddpm UNet (inputs x, t, c; output eps)")
@@ -163,7 +159,5 @@ def export_fp16(fp32_onnx: str | os.PathLike, out: str | os.PathLike, min_psnr: 
 
 def spec_of(path) -> ModelSpec:
     """The ModelSpec an ONNX file carries (no session needed)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path)
     return ModelSpec.from_metadata({p.key: p.value for p in model.metadata_props})

@@ -8,7 +8,7 @@ import io
 import logging
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,19 @@ class ExportResult:
     spec: ModelSpec
     max_abs_error: dict[int, float]   # batch size -> max |eps_onnx − eps_torch|
     size_bytes: int
+
+
+def read_onnx(path: str | os.PathLike):
+    """Load an ONNX file's ModelProto, or fail with a one-line reason."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise DdpmEdgeError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:
+        raise DdpmEdgeError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:200]}") from None
 
 
 def spec_for(checkpoint, precision: str = "fp32") -> ModelSpec:

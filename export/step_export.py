@@ -31,6 +31,8 @@ from ddpm_edge.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
 from ddpm_edge.runtime.errors import DdpmEdgeError
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
+from .onnx_export import read_onnx
+
 LOOP_GRAPH = "ddpm-loop/1"    # metadata "graph" of a fused loop model
 LOOP_INPUTS = ("x", "c", "noise", "table", "k")
 LOOP_OUTPUTS = ("x_prev", "k_next")
@@ -131,16 +133,9 @@ def fuse_loop(unet_proto):
 def export_loop(unet_onnx: str | os.PathLike, out: str | os.PathLike,
                 log: Callable[[str], None] = lambda message: None) -> Path:
     """`ddpm-export --onnx unet.onnx --gpu-loop unet_loop.onnx`: write the fused loop model atomically."""
-    import onnx
 
     out = check_writable(out)
-    unet_onnx = Path(unet_onnx)
-    if not unet_onnx.is_file():
-        raise DdpmEdgeError(f"ONNX file not found: {unet_onnx}")
-    try:
-        proto = onnx.load(str(unet_onnx))
-    except Exception as e:
-        raise DdpmEdgeError(f"{unet_onnx} is not a readable ONNX file: {str(e).splitlines()[0][:200]}") from None
+    proto = read_onnx(unet_onnx)
     fused = fuse_loop(proto)
     with atomic_path(out) as tmp:
         tmp.write_bytes(fused.SerializeToString())

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ddpm_edge.runtime.contract import ModelSpec
+from .onnx_export import read_onnx
 from ddpm_edge.runtime.errors import DdpmEdgeError
 from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes, check_writable, sha256_file
 from ddpm_edge.runtime.tensorrt_backend import (gpu_info, import_cudart, import_tensorrt, make_sidecar,
@@ -65,12 +66,7 @@ def timing_cache_path(plan: Path, source_sha256: str, trt_version: str, gpu: dic
 
 
 def onnx_spec(path: Path) -> ModelSpec:
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise DdpmEdgeError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:200]}") from None
+    model = read_onnx(path)
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("graph"):
         raise DdpmEdgeError(f"{path.name} is a {meta['graph']} model; TensorRT engines are built from the UNet ONNX")

@@ -1,6 +1,7 @@
 """File helpers: atomic writes (temp file in the same folder, then rename) and content hashes."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -16,6 +17,16 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class HashedFile:
+    """Mixin for objects with a `path`: its sha256, computed on first use and kept."""
+
+    path: Path
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return sha256_file(self.path)
 
 
 def check_writable(path: str | os.PathLike) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from .errors import DdpmEdgeError, MissingDependency
-from .files import sha256_file
+from .files import HashedFile
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,7 +44,7 @@ def _static(dim) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-class OnnxUnet:
+class OnnxUnet(HashedFile):
     def __init__(self, path: str | os.PathLike, device: str = "auto", max_batch: int | None = None,
                  threads: int | None = None):
         ort = _import_ort()
@@ -86,13 +86,6 @@ class OnnxUnet:
             raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")
         self.fixed_batch = fixed
         self.max_batch = fixed or max_batch
-        self._sha256 = None
-
-    @property
-    def sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = sha256_file(self.path)
-        return self._sha256
 
     def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
         n = x.shape[0]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from .errors import Cancelled, DdpmEdgeError, MissingDependency
-from .files import sha256_file
+from .files import HashedFile
 from .onnx_backend import _import_ort, providers_for
 
 LOOP_GRAPH = "ddpm-loop/1"        # = export/step_export.py; the runtime does not import export/
@@ -60,7 +60,7 @@ def _spec_from(session, x_index: str = "x") -> ModelSpec:
     return ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, **fallback)
 
 
-class OrtIoUnet:
+class OrtIoUnet(HashedFile):
     """eps = unet(x, t, c) through IO binding (and optionally CUDA graphs), one buffer set per batch size."""
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", cuda_graph: bool = False,
@@ -81,13 +81,6 @@ class OrtIoUnet:
         if max_batch is not None and max_batch < 1:
             raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
-        self._sha256 = None
-
-    @property
-    def sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = sha256_file(self.path)
-        return self._sha256
 
     def _session_for(self, n: int):
         key = n if self.cuda_graph else 0
@@ -147,7 +140,7 @@ def step_table(sampler) -> tuple[np.ndarray, list[int]]:
     return np.asarray(rows, dtype=np.float32), noisy
 
 
-class OrtLoop:
+class OrtLoop(HashedFile):
     """The fused loop model run on the device; `sample_loop` replaces `sample()` for it."""
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", cuda_graph: bool = False,
@@ -167,13 +160,6 @@ class OrtLoop:
         self._shared = None if cuda_graph else session
         self._spare = session if cuda_graph else None   # the first captured shape reuses it
         self.spec = _spec_from(session)
-        self._sha256 = None
-
-    @property
-    def sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = sha256_file(self.path)
-        return self._sha256
 
     def _new_session(self):
         if self._shared is not None:
