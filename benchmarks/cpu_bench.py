@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +26,7 @@ from ddpm_edge.runtime.onnx_backend import OnnxUnet
 from ddpm_edge.runtime.samplers import make_sampler
 from ddpm_edge.runtime.sampling import SeededNoise, sample
 from ddpm_edge.runtime.schedule import Schedule
-
-
-def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def cpu_name() -> str:
@@ -85,8 +73,8 @@ def main() -> None:
             with torch.no_grad():
                 model(xt, tt, ct)
 
-        step_torch = median_seconds(torch_step, args.repeats)
-        step_ort = median_seconds(lambda: unet(x, t, c), args.repeats)
+        step_torch = median_seconds(torch_step, args.repeats, warmup=2)
+        step_ort = median_seconds(lambda: unet(x, t, c), args.repeats, warmup=2)
         row = {"n": n, "step_torch_ms": step_torch * 1e3, "step_ort_ms": step_ort * 1e3}
         for name, steps in (("ddim25", 25), ("ddpm500", None)):
             sampler = make_sampler(name[:4], schedule, steps)

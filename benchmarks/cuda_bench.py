@@ -26,32 +26,21 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ddpm_edge.runtime.samplers import DDIMSampler, DDPMSampler
 from ddpm_edge.runtime.sampling import SeededNoise, sample
+from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
 PATHS = ("torch-eager", "torch-cudagraph", "ort-cuda", "ort-iobinding", "ort-cudagraph", "gpu-loop",
          "gpu-loop-cudagraph", "trt-fp32", "trt-fp16")
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "course_format_example.pth"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "model.pth"   # the shipped default
 
 
 class Skip(Exception):
     pass
-
-
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # --- runners: each has .step(n) -> seconds (or None) and .run(sampler, n) -> seconds ---------------------
@@ -66,11 +55,11 @@ class NumpyLoopRunner:
         x = np.random.default_rng(0).standard_normal((n, *self.spec.sample_shape), dtype=np.float32)
         t, c = np.full((n, 1), 0.5, np.float32), np.zeros((n, self.spec.n_cfeat), np.float32)
         sampler = DDIMSampler(self.spec.schedule, 25)
-        return median_time(lambda: sampler.step(x, self.unet(x, t, c), 250), self.repeats * 4, warmup=3)
+        return median_seconds(lambda: sampler.step(x, self.unet(x, t, c), 250), self.repeats * 4, warmup=3)
 
     def run(self, sampler, n):
         c = np.zeros((n, self.spec.n_cfeat), np.float32)
-        return median_time(lambda: sample(self.unet, sampler, (n, *self.spec.sample_shape), c, SeededNoise(0)),
+        return median_seconds(lambda: sample(self.unet, sampler, (n, *self.spec.sample_shape), c, SeededNoise(0)),
                            self.repeats)
 
 
@@ -83,7 +72,7 @@ class LoopRunner:
 
     def run(self, sampler, n):
         c = np.zeros((n, self.spec.n_cfeat), np.float32)
-        return median_time(lambda: self.loop.sample_loop(sampler, (n, *self.spec.sample_shape), c, SeededNoise(0)),
+        return median_seconds(lambda: self.loop.sample_loop(sampler, (n, *self.spec.sample_shape), c, SeededNoise(0)),
                            self.repeats)
 
 

@@ -2,23 +2,16 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import make_app, one_line_errors
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors
 
 DEFAULT_DATA = Path(__file__).parent / "data"
 
 app = make_app("Train the course's ContextUnet (DDPM, T=500) on 16x16 sprites; resumable checkpoints.")
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 @app.command()

@@ -27,7 +27,7 @@ from ddpm_edge.runtime.contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
-from .onnx_export import read_onnx
+from .onnx_export import checked, read_onnx
 
 NORM_OPS = frozenset({"InstanceNormalization", "BatchNormalization", "GroupNormalization", "LayerNormalization"})
 MIN_PSNR = 35.0
@@ -97,12 +97,7 @@ def to_fp16(proto, keep_fp32_ops=NORM_OPS):
     meta["precision"] = "fp16"
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, meta)
-    try:
-        onnx.checker.check_model(model)
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as e:
-        raise DdpmEdgeError(f"fp16 conversion produced an invalid graph: {str(e).splitlines()[0][:300]}") from None
-    return model
+    return checked(model, "fp16 conversion produced an invalid graph")
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak_to_peak: float = 2.0) -> float:

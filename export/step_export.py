@@ -31,7 +31,7 @@ from ddpm_edge.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
 from ddpm_edge.runtime.errors import DdpmEdgeError
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
-from .onnx_export import read_onnx
+from .onnx_export import checked, read_onnx
 
 LOOP_GRAPH = "ddpm-loop/1"    # metadata "graph" of a fused loop model
 LOOP_INPUTS = ("x", "c", "noise", "table", "k")
@@ -122,12 +122,7 @@ def fuse_loop(unet_proto):
     del model.metadata_props[:]
     helper.set_model_props(model, meta)
     model.doc_string = "ContextUnet + DDPM/DDIM step: one run = one timestep, device-resident (ddpm-edge loop)"
-    try:
-        onnx.checker.check_model(model)
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as e:
-        raise DdpmEdgeError(f"building the loop graph failed: {str(e).splitlines()[0][:300]}") from None
-    return model
+    return checked(model, "building the loop graph failed")
 
 
 def export_loop(unet_onnx: str | os.PathLike, out: str | os.PathLike,

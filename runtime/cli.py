@@ -9,7 +9,7 @@ import typer
 
 from .api import render
 from .background import DEFAULT_TOLERANCE
-from .cli_errors import make_app, one_line_errors, progress_bar
+from .cli_errors import Device, make_app, one_line_errors, progress_bar
 from .outputs import DEFAULT_FRAME_MS, Targets
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
@@ -18,12 +18,6 @@ app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or Te
 class SamplerName(str, Enum):
     ddpm = "ddpm"
     ddim = "ddim"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 @app.command()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from enum import Enum
 import os
 import sys
 
@@ -34,6 +35,13 @@ def one_line_errors(prog: str):
                 raise typer.Exit(70) from None
         return run
     return wrap
+
+
+class Device(str, Enum):
+    """--device of every console script: auto (CUDA when present), cpu, cuda."""
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 def make_app(help_text: str) -> typer.Typer:
