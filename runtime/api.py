@@ -31,7 +31,7 @@ from .errors import DdpmEdgeError
 from .files import sha256_file
 from .images import to_uint8
 from .outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
-from .params import MAX_SAMPLES, GenerationParams
+from .params import GenerationParams
 from .pngmeta import read_record
 from .samplers import make_sampler
 from .sampling import Progress, SeededNoise, guided, sample
@@ -100,10 +100,7 @@ class SpriteGenerator:
                      steps: int | None = None, guidance: float = 0.0, noise=None,
                      progress: Progress | None = None) -> np.ndarray:
         """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
-            raise DdpmEdgeError(f"number of sprites must be an integer from 1 to {MAX_SAMPLES}, got {n!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise DdpmEdgeError(f"seed must be a non-negative integer, got {seed!r}")
+        GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance)  # the one set of checks
         schedule = self.spec.schedule
         step_sampler = make_sampler(sampler, schedule, steps)
         c = parse_context(self.spec, context, n, seed)

@@ -44,24 +44,39 @@ def _static(dim) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def open_session(model: str | os.PathLike | bytes, providers: list, label: str | os.PathLike,
+                 threads: int | None = None):
+    """An InferenceSession on `model` (a path, or serialized bytes), or a one-line reason naming `label`."""
+    ort = _import_ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/… types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DdpmEdgeError(f"{label} is not a loadable ONNX model: {first[:300]}") from None
+
+
+def session_spec(session) -> ModelSpec:
+    """The model's ModelSpec from its metadata; shapes it lacks are read off the x [N,C,H,W] and
+    c [N,n_cfeat] inputs, the rest are the course defaults."""
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    x_shape, c_shape = shapes.get("x", []), shapes.get("c", [])
+    fallback = {k: v for k, v in zip(("channels", "height", "width"), map(_static, x_shape[1:4])) if v}
+    if len(c_shape) == 2 and _static(c_shape[1]):
+        fallback["n_cfeat"] = c_shape[1]
+    return ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, **fallback)
+
+
 class OnnxUnet(HashedFile):
     def __init__(self, path: str | os.PathLike, device: str = "auto", max_batch: int | None = None,
                  threads: int | None = None):
-        ort = _import_ort()
         self.path = Path(path)
         if not self.path.is_file():
             raise DdpmEdgeError(f"model file not found: {self.path}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
-        except DdpmEdgeError:
-            raise
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/… types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DdpmEdgeError(f"{self.path} is not a loadable ONNX model: {first[:300]}") from None
+        self.session = open_session(self.path, providers_for(device), self.path, threads)
         if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
             raise MissingDependency("device cuda requested but onnxruntime could not use a CUDA GPU")
         self.providers = self.session.get_providers()
@@ -76,11 +91,7 @@ class OnnxUnet(HashedFile):
         x_shape, c_shape = inputs["x"].shape, inputs["c"].shape
         if len(x_shape) != 4 or len(c_shape) != 2:
             raise DdpmEdgeError(f"{self.path}: x must be rank 4 and c rank 2, got {x_shape} and {c_shape}")
-        fallback = {k: v for k, v in zip(("channels", "height", "width"), map(_static, x_shape[1:])) if v}
-        if _static(c_shape[1]):
-            fallback["n_cfeat"] = c_shape[1]
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.spec = ModelSpec.from_metadata(meta, **fallback)
+        self.spec = session_spec(self.session)
         fixed = _static(x_shape[0])
         if max_batch is not None and max_batch < 1:
             raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
+from .contract import INPUT_NAMES, OUTPUT_NAMES
 from .errors import Cancelled, DdpmEdgeError, MissingDependency
 from .files import HashedFile
-from .onnx_backend import _import_ort, providers_for
+from .onnx_backend import _import_ort, open_session, providers_for, session_spec
 
 LOOP_GRAPH = "ddpm-loop/1"        # = export/step_export.py; the runtime does not import export/
 LOOP_INPUTS = ("x", "c", "noise", "table", "k")
@@ -39,25 +39,12 @@ def _device_of(device: str) -> tuple[list, str]:
     return providers, ("cuda" if providers[0] == "CUDAExecutionProvider" else "cpu")
 
 
-def _session(ort, model, providers, cuda_graph: bool, what: str):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+def _session(model, providers, cuda_graph: bool, label):
     if cuda_graph:
         if providers[0] != "CUDAExecutionProvider":
             raise MissingDependency("--cuda-graph needs ONNX Runtime's CUDA provider (onnxruntime-gpu and a GPU)")
         providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1"})]  # no CPU fallback: capture needs all-CUDA
-    try:
-        return ort.InferenceSession(model, options, providers=providers)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DdpmEdgeError(f"{what} could not be loaded: {first[:300]}") from None
-
-
-def _spec_from(session, x_index: str = "x") -> ModelSpec:
-    inputs = {i.name: i for i in session.get_inputs()}
-    dims = inputs[x_index].shape
-    fallback = {k: v for k, v in zip(("channels", "height", "width"), dims[1:]) if isinstance(v, int) and v > 0}
-    return ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, **fallback)
+    return open_session(model, providers, label)
 
 
 class OrtIoUnet(HashedFile):
@@ -77,7 +64,7 @@ class OrtIoUnet(HashedFile):
         names = ({i.name for i in first.get_inputs()}, [o.name for o in first.get_outputs()])
         if names[0] != set(INPUT_NAMES) or OUTPUT_NAMES[0] not in names[1]:
             raise DdpmEdgeError(f"{self.path} is not a ddpm UNet: needs inputs x, t, c and output eps")
-        self.spec = _spec_from(first)
+        self.spec = session_spec(first)
         if max_batch is not None and max_batch < 1:
             raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
@@ -85,7 +72,7 @@ class OrtIoUnet(HashedFile):
     def _session_for(self, n: int):
         key = n if self.cuda_graph else 0
         if key not in self._sessions:
-            self._sessions[key] = _session(self.ort, str(self.path), self.providers, self.cuda_graph, str(self.path))
+            self._sessions[key] = _session(self.path, self.providers, self.cuda_graph, self.path)
         return self._sessions[key]
 
     def _bound(self, n: int):
@@ -159,7 +146,7 @@ class OrtLoop(HashedFile):
             raise DdpmEdgeError(f"{self.path} is not a ddpm-edge loop model (ddpm-export --gpu-loop)")
         self._shared = None if cuda_graph else session
         self._spare = session if cuda_graph else None   # the first captured shape reuses it
-        self.spec = _spec_from(session)
+        self.spec = session_spec(session)
 
     def _new_session(self):
         if self._shared is not None:
@@ -167,7 +154,7 @@ class OrtLoop(HashedFile):
         if getattr(self, "_spare", None) is not None:
             session, self._spare = self._spare, None
             return session
-        return _session(self.ort, self.model, self.providers, self.cuda_graph, f"loop model {self.path}")
+        return _session(self.model, self.providers, self.cuda_graph, f"loop model {self.path}")
 
     def _state(self, shape: tuple, slots: int, steps: int):
         """Buffers (allocated once per shape: CUDA graphs replay fixed addresses) and two bindings:

@@ -13,10 +13,9 @@ import numpy as np
 
 from .background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
-from .samplers import SAMPLERS
+from .samplers import DEFAULT_DDIM_STEPS, SAMPLERS
 
 MAX_SAMPLES = 1 << 20
-DEFAULT_DDIM_STEPS = 25  # make_sampler's default for ddim
 SEED_BITS = 32
 
 

@@ -10,6 +10,9 @@ import numpy as np
 from .errors import DdpmEdgeError
 from .schedule import Schedule, ddim_timesteps, ddpm_timesteps
 
+SAMPLERS = ("ddpm", "ddim")
+DEFAULT_DDIM_STEPS = 25
+
 
 class DDPMSampler:
     """The course's `denoise_add_noise`:
@@ -46,7 +49,7 @@ class DDIMSampler:
 
     name = "ddim"
 
-    def __init__(self, schedule: Schedule, steps: int = 25):
+    def __init__(self, schedule: Schedule, steps: int = DEFAULT_DDIM_STEPS):
         self.schedule = schedule
         self.timesteps = ddim_timesteps(schedule, steps)
         self.stride = schedule.T // steps
@@ -64,9 +67,6 @@ class DDIMSampler:
         return (x0 + np.sqrt(1.0 - ab_prev) * eps).astype(np.float32, copy=False)
 
 
-SAMPLERS = ("ddpm", "ddim")
-
-
 def make_sampler(name: str, schedule: Schedule, steps: int | None = None):
     """`ddpm` always runs all T steps; `ddim` runs `steps` (default 25)."""
     name = name.lower()
@@ -75,5 +75,5 @@ def make_sampler(name: str, schedule: Schedule, steps: int | None = None):
             raise DdpmEdgeError(f"ddpm runs all {schedule.T} steps; use --sampler ddim for {steps}")
         return DDPMSampler(schedule)
     if name == "ddim":
-        return DDIMSampler(schedule, 25 if steps is None else steps)
+        return DDIMSampler(schedule, DEFAULT_DDIM_STEPS if steps is None else steps)
     raise DdpmEdgeError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

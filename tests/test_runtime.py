@@ -77,7 +77,7 @@ def test_parse_context():
             parse_context(spec, bad, 2, 0)
 
 
-@pytest.mark.parametrize("kwargs,match", [({"n": 0}, "from 1"), ({"n": -3}, "from 1"), ({"n": 2.5}, "integer"),
+@pytest.mark.parametrize("kwargs,match", [({"n": 0}, "at least 1"), ({"n": -3}, "at least 1"), ({"n": 2.5}, "integer"),
                                           ({"n": 1, "seed": -1}, "seed"), ({"n": 1, "sampler": "euler"}, "sampler"),
                                           ({"n": 1, "sampler": "ddpm", "steps": 10}, "ddim"),
                                           ({"n": 1, "guidance": -1.0}, "guidance")])
