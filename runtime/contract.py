@@ -114,3 +114,24 @@ class ModelSpec:
             spec = replace(spec, context_names=names)
         spec.schedule  # validates T and betas
         return spec
+
+
+def run_chunked(spec: ModelSpec, run, x: np.ndarray, t: np.ndarray, c: np.ndarray,
+                max_batch: int | None = None, min_batch: int = 1) -> np.ndarray:
+    """eps [N,C,H,W] for all N rows of (x, t, c), checked against `spec`, through `run(x, t, c)` called on
+    chunks of at most `max_batch` rows; a chunk shorter than `min_batch` (a fixed graph batch, a TensorRT
+    profile's min) is padded with its last row and the padding dropped. Rows never mix, so the result
+    does not depend on the split."""
+    x, t, c = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, t, c))
+    spec.check_inputs(x, t, c)
+    n = x.shape[0]
+    step = max_batch or n
+    out = []
+    for k in range(0, n, step):
+        chunk = [a[k:k + step] for a in (x, t, c)]
+        rows = chunk[0].shape[0]
+        if rows < min_batch:
+            chunk = [np.ascontiguousarray(np.concatenate([a, np.repeat(a[-1:], min_batch - rows, axis=0)]))
+                     for a in chunk]
+        out.append(run(*chunk)[:rows])
+    return out[0] if len(out) == 1 else np.concatenate(out)

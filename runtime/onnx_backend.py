@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
+from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
 from .errors import DdpmEdgeError, MissingDependency
 from .files import HashedFile
 
@@ -99,18 +99,9 @@ class OnnxUnet(HashedFile):
         self.max_batch = fixed or max_batch
 
     def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        if self.fixed_batch and n < self.fixed_batch:  # pad a short chunk to the graph's fixed batch
-            pad = self.fixed_batch - n
-            x, t, c = (np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in (x, t, c))
         (eps,) = self.session.run(list(OUTPUT_NAMES), {"x": x, "t": t, "c": c})
-        return eps[:n]
+        return eps
 
     def __call__(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        x, t, c = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, t, c))
-        self.spec.check_inputs(x, t, c)
-        step = self.max_batch or x.shape[0]
-        if x.shape[0] <= step and not self.fixed_batch:
-            return self._run(x, t, c)
-        return np.concatenate([self._run(x[k:k + step], t[k:k + step], c[k:k + step])
-                               for k in range(0, x.shape[0], step)])
+        # a graph with a fixed batch gets every chunk padded to it
+        return run_chunked(self.spec, self._run, x, t, c, self.max_batch, self.fixed_batch or 1)

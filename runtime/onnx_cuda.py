@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES
+from .contract import INPUT_NAMES, OUTPUT_NAMES, run_chunked
 from .errors import Cancelled, DdpmEdgeError, MissingDependency
 from .files import HashedFile
 from .onnx_backend import _import_ort, open_session, providers_for, session_spec
@@ -95,13 +95,7 @@ class OrtIoUnet(HashedFile):
         return np.array(values["eps"].numpy(), copy=True)
 
     def __call__(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        x, t, c = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, t, c))
-        self.spec.check_inputs(x, t, c)
-        step = self.max_batch or x.shape[0]
-        if x.shape[0] <= step:
-            return self._run(x, t, c)
-        return np.concatenate([self._run(x[k:k + step], t[k:k + step], c[k:k + step])
-                               for k in range(0, x.shape[0], step)])
+        return run_chunked(self.spec, self._run, x, t, c, self.max_batch)
 
 
 def step_table(sampler) -> tuple[np.ndarray, list[int]]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
+from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
 from .errors import DdpmEdgeError, MissingDependency
 from .files import sha256_file
 
@@ -195,11 +195,7 @@ class TensorRTUnet:
         cuda_call(self.cudart, self.cudart.cudaMemcpyAsync(dst, src, nbytes, kind, self.stream), "cudaMemcpyAsync")
 
     def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """One execution of at most profile-max rows; [n, C, H, W] float32."""
-        n = x.shape[0]
-        if n < self.min_batch:   # pad a short chunk up to the profile's min with its last row
-            pad = self.min_batch - n
-            x, t, c = (np.ascontiguousarray(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])) for a in (x, t, c))
+        """One execution of min..max profile rows (run_chunked pads and splits); [rows, C, H, W] float32."""
         rows = x.shape[0]
         self._ensure_capacity(rows)
         h2d, d2h = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -214,16 +210,10 @@ class TensorRTUnet:
         eps = np.empty(self.spec.shapes(rows)["eps"], dtype=np.float32)
         self._copy(eps.ctypes.data, self._buffers["eps"], eps.nbytes, d2h)
         cuda_call(self.cudart, self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-        return eps[:n]
+        return eps
 
     def __call__(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        x, t, c = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, t, c))
-        self.spec.check_inputs(x, t, c)
-        step = self.max_batch
-        if x.shape[0] <= step:
-            return self._run(x, t, c)
-        return np.concatenate([self._run(x[k:k + step], t[k:k + step], c[k:k + step])
-                               for k in range(0, x.shape[0], step)])
+        return run_chunked(self.spec, self._run, x, t, c, self.max_batch, self.min_batch)
 
     def _free(self) -> None:
         for pointer in self._buffers.values():
