@@ -1,0 +1,45 @@
+"""The whole of `ddpm-export`: checkpoint or ONNX in; validated fp32 ONNX, fp16 ONNX, fused loop model and
+TensorRT engine out, each step feeding the next. The argument combination, the batch profile and
+TensorRT's presence are checked before any export work; each writer checks its own output first."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from ddpm_edge.runtime.errors import DdpmEdgeError
+
+
+def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: str = "seed:0", fp16: bool = False,
+               trt: Path | None = None, batch: str = "1:16:256", workspace_mib: int = 2048,
+               gpu_loop: Path | None = None, log: Callable[[str], None] = lambda message: None) -> None:
+    if (weights is None) == (onnx_in is None):
+        raise DdpmEdgeError("give exactly one of --weights (a checkpoint) or --onnx (an exported unet.onnx)")
+    if onnx_in is not None and not (fp16 or trt or gpu_loop):
+        raise DdpmEdgeError("--onnx needs something to do: --fp16, --trt or --gpu-loop")
+    if fp16 and onnx_in is not None and onnx_in.resolve() == out.resolve():
+        raise DdpmEdgeError("--fp16 writes to --out; give an --out other than the --onnx it reads")
+    if trt is not None:
+        from .tensorrt_build import parse_batch
+        from ddpm_edge.runtime.tensorrt_backend import import_cudart, import_tensorrt
+        parse_batch(batch)
+        import_tensorrt("--trt (TensorRT engine build)")  # fail before any export work when absent
+        import_cudart()
+    source = onnx_in
+    with tempfile.TemporaryDirectory(prefix="ddpm-export-") as scratch:
+        if weights is not None:
+            from .onnx_export import export_onnx
+            fp32 = Path(scratch) / "unet_fp32.onnx" if fp16 else out
+            export_onnx(weights, fp32, shortcut=shortcut, log=log)
+            source = fp32
+        if fp16:
+            from .fp16 import export_fp16
+            export_fp16(source, out, log=log)
+            source = out
+        if gpu_loop is not None:
+            from .step_export import export_loop
+            export_loop(source, gpu_loop, log=log)
+        if trt is not None:
+            from .tensorrt_build import build_engine
+            build_engine(source, trt, batch=batch, workspace_mib=workspace_mib, log=log)
+
