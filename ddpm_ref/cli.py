@@ -1,13 +1,12 @@
 """`ddpm-train`: train a ContextUnet on a sprite dataset into a resumable ddpm-edge checkpoint."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar
 
 DEFAULT_DATA = Path(__file__).parent / "data"
 
@@ -50,36 +49,14 @@ def train(
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lrate=lrate, n_feat=n_feat, seed=seed,
                              context_drop=context_drop, flip=flip, course_compat=course_compat)
     log = (lambda m: None) if quiet else (lambda m: typer.echo(m, err=True))
-    update, close = progress_bar(enabled=not quiet and sys.stderr.isatty())
+    update, close = progress_bar("train", enabled=not quiet,
+                                 describe=lambda epoch, loss: f"epoch {epoch} loss {loss:.4f}")
     try:
         run_training(data, out, settings, resume=resume, weights_out=weights_out, save_every=save_every,
                      device=device.value, max_minutes=max_minutes, progress=update, log=log)
     finally:
         close()
     log(f"wrote {out}" + (f" and {weights_out}" if weights_out else ""))
-
-
-def progress_bar(enabled: bool = True):
-    """A stderr bar over all steps showing epoch and loss; (update, close)."""
-    if not enabled:
-        return None, lambda: None
-    state = {"text": ""}
-
-    def update(step: int, total: int, epoch: int, loss: float):
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = typer.progressbar(length=total, label="train", file=sys.stderr, show_pos=True,
-                                                   item_show_func=lambda _: state["text"])
-            bar.__enter__()
-            bar.update(step - 1)
-        state["text"] = f"epoch {epoch} loss {loss:.4f}"
-        bar.update(step - bar.pos, current_item=step)
-
-    def close():
-        if "bar" in state:
-            state["bar"].__exit__(None, None, None)
-
-    return update, close
 
 
 def main() -> None:

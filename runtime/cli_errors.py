@@ -50,17 +50,23 @@ def make_app(help_text: str) -> typer.Typer:
                        help=help_text, context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def progress_bar(label: str, enabled: bool = True):
-    """A stderr progress bar usable as a sampling `progress(done, total, x)` callback."""
+def progress_bar(label: str, enabled: bool = True, describe=None):
+    """A stderr progress bar (only on a terminal) as a callback `update(done, total, *info)`: a sampling
+    `progress(done, total, x)`, or training's `(step, total, epoch, loss)` with `describe(*info)` → the
+    text shown beside the bar. The bar may start part-way (a resumed run). Returns (update, close)."""
     if not enabled or not sys.stderr.isatty():
         return None, lambda: None
-    state = {}
+    state = {"text": ""}
 
-    def update(done: int, total: int, x=None):
+    def update(done: int, total: int, *info):
         bar = state.get("bar")
         if bar is None:
-            bar = state["bar"] = typer.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+            bar = state["bar"] = typer.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
+                                                   item_show_func=(lambda _: state["text"]) if describe else None)
             bar.__enter__()
+        if describe is not None:
+            state["text"] = describe(*info)
+            bar.current_item = done   # item_show_func shows state["text"] for any current item
         bar.update(done - bar.pos)
 
     def close():
