@@ -1,7 +1,9 @@
 """ddpm-export and ddpm-run as a user runs them: real console scripts, real files, one-line errors."""
+import io
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -102,3 +104,28 @@ def test_export_bad_input(tmp_path, small_checkpoint):
                               "--out", tmp_path / "u.onnx"), "shortcut policy")
     assert not (tmp_path / "u.onnx").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["readme.pth"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("describe,calls", [
+    (None, [(1, 4, None), (2, 4, None), (4, 4, None)]),                                   # sampling: (done, total, x)
+    (lambda epoch, loss: f"epoch {epoch} loss {loss:.3f}", [(3, 6, 2, 0.5), (6, 6, 3, 0.25)]),  # training, resumed
+])
+def test_progress_bar_on_a_terminal(monkeypatch, describe, calls):
+    """The bar only draws on a terminal, so the CLI tests above never reach it: draw it here."""
+    from ddpm_edge.runtime.cli_errors import progress_bar
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    update, close = progress_bar("work", describe=describe)
+    for call in calls:
+        update(*call)
+    close()
+    text = screen.getvalue()
+    assert f"{calls[-1][0]}/{calls[-1][1]}" in text
+    if describe is not None:
+        assert "epoch 3 loss 0.250" in text
