@@ -20,23 +20,36 @@ def grid_shape(n: int, cols: int | None = None) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def sheet_geometry(n: int, height: int, width: int, cols: int | None = None, scale: int = 1,
+                   padding: int = 0) -> tuple[tuple[int, int], list[tuple[int, int, int, int]]]:
+    """The sheet's (width, height) and each of n cells' (x, y, w, h), row-major: cell k sits at
+    x = padding + col·(W·scale + padding), y = padding + row·(H·scale + padding). Sheets and atlases
+    both come from here, so an atlas always matches its sheet."""
+    rows, cols = grid_shape(n, cols)
+    cell_w, cell_h = width * scale, height * scale
+    size = (padding + cols * (cell_w + padding), padding + rows * (cell_h + padding))
+    cells = [(padding + (k % cols) * (cell_w + padding), padding + (k // cols) * (cell_h + padding), cell_w, cell_h)
+             for k in range(n)]
+    return size, cells
+
+
+def to_image(sprite: np.ndarray, scale: int = 1) -> Image.Image:
+    """[H,W,C] uint8 (C = 1, 3 or 4) → a PIL image, scaled by nearest neighbour."""
+    mode = MODES[sprite.shape[-1]]
+    image = Image.fromarray(sprite[..., 0] if mode == "L" else sprite, mode)
+    return image if scale == 1 else image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
 def make_sheet(images: np.ndarray, cols: int | None = None, scale: int = 1, padding: int = 0,
                background: tuple[int, ...] | None = None) -> Image.Image:
-    """[N,H,W,C] uint8 (C = 1, 3 or 4) → one PIL image, row-major, each cell scaled by nearest neighbour.
-
-    Cell k sits at x = padding + col·(W·scale + padding), y = padding + row·(H·scale + padding).
-    """
+    """[N,H,W,C] uint8 (C = 1, 3 or 4) → one PIL image, cells as `sheet_geometry` places them."""
     n, h, w, channels = images.shape
-    rows, cols = grid_shape(n, cols)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    cell_w, cell_h = w * scale, h * scale
-    size = (padding + cols * (cell_w + padding), padding + rows * (cell_h + padding))
+    size, cells = sheet_geometry(n, h, w, cols, scale, padding)
     fill = background if background is not None else (0,) * channels
-    sheet = Image.new(mode, size, fill if channels > 1 else fill[0])
-    for k in range(n):
-        row, col = divmod(k, cols)
-        tile = Image.fromarray(images[k] if channels > 1 else images[k, :, :, 0], mode)
-        if scale != 1:
-            tile = tile.resize((cell_w, cell_h), Image.NEAREST)
-        sheet.paste(tile, (padding + col * (cell_w + padding), padding + row * (cell_h + padding)))
+    sheet = Image.new(MODES[channels], size, fill if channels > 1 else fill[0])
+    for k, (x, y, _, _) in enumerate(cells):
+        sheet.paste(to_image(images[k], scale), (x, y))
     return sheet

@@ -23,7 +23,7 @@ from PIL import Image, ImageColor
 from .background import TRANSPARENT
 from .errors import DdpmEdgeError
 from .files import atomic_path, check_writable
-from .images import grid_shape, make_sheet
+from .images import grid_shape, make_sheet, sheet_geometry, to_image
 from .params import GenerationParams
 from .pngmeta import png_info
 
@@ -56,14 +56,10 @@ class SheetLayout:
 
     def cells(self, n: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """(x, y, w, h) of each of n cells in the sheet, in sprite order."""
-        cols = grid_shape(n, self.cols)[1]
-        w, h, p = width * self.scale, height * self.scale, self.padding
-        return [(p + (k % cols) * (w + p), p + (k // cols) * (h + p), w, h) for k in range(n)]
+        return sheet_geometry(n, height, width, self.cols, self.scale, self.padding)[1]
 
     def sheet_size(self, n: int, height: int, width: int) -> tuple[int, int]:
-        rows, cols = grid_shape(n, self.cols)
-        p = self.padding
-        return p + cols * (width * self.scale + p), p + rows * (height * self.scale + p)
+        return sheet_geometry(n, height, width, self.cols, self.scale, self.padding)[0]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -240,7 +236,7 @@ def save_each(folder, sprites: np.ndarray, names: list[str], scale: int = 1,
     paths = []
     for k, name in enumerate(names):
         with atomic_path(folder / f"{name}.png") as tmp:
-            _write_png(_scaled(sprites[k], scale), tmp, None if record is None else {**record, "sprite": k})
+            _write_png(to_image(sprites[k], scale), tmp, None if record is None else {**record, "sprite": k})
         paths.append(folder / f"{name}.png")
     return paths
 
@@ -253,13 +249,6 @@ def save_animation(path, frames: list[np.ndarray], final: np.ndarray, layout: Sh
     with atomic_path(path) as tmp:
         _write_animation(tmp, animation_sheets(frames, final, layout, fill), kind, frame_ms, record)
     return Path(path)
-
-
-def _scaled(sprite: np.ndarray, scale: int) -> Image.Image:
-    """[H,W,C] uint8 → a PIL image, nearest-neighbour scaled."""
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[sprite.shape[-1]]
-    image = Image.fromarray(sprite[..., 0] if mode == "L" else sprite, mode)
-    return image if scale == 1 else image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
 # -- a whole set of outputs -----------------------------------------------------------------------
@@ -345,7 +334,7 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
             if targets.each is not None:
                 targets.each.mkdir(exist_ok=True)
                 for k, name in enumerate(batch.names):
-                    _write_png(_scaled(batch.sprites[k], layout.scale), stage(targets.each / f"{name}.png"),
+                    _write_png(to_image(batch.sprites[k], layout.scale), stage(targets.each / f"{name}.png"),
                                {**record, "sprite": k})
     except BaseException:
         if made_folder and targets.each.is_dir() and not any(targets.each.iterdir()):
