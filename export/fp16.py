@@ -27,7 +27,9 @@ from ddpm_edge.runtime.contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
-from .onnx_export import checked, read_onnx
+from ddpm_edge.runtime.onnx_graph import checked
+
+from .onnx_export import read_onnx
 
 NORM_OPS = frozenset({"InstanceNormalization", "BatchNormalization", "GroupNormalization", "LayerNormalization"})
 MIN_PSNR = 35.0

@@ -45,17 +45,6 @@ def read_onnx(path: str | os.PathLike):
         raise DdpmEdgeError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:200]}") from None
 
 
-def checked(model, what: str):
-    """onnx.checker + strict shape inference; a failure is a one-line DdpmEdgeError naming `what`."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(model)
-        return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as e:
-        raise DdpmEdgeError(f"{what}: {str(e).splitlines()[0][:300]}") from None
-
-
 def spec_for(checkpoint, precision: str = "fp32") -> ModelSpec:
     c = checkpoint.config
     return ModelSpec(channels=c.in_channels, height=c.height, width=c.height, n_cfeat=c.n_cfeat,

@@ -6,7 +6,7 @@ Three ways to run, fastest last (the NumPy loop with `OnnxUnet` stays the portab
                 allocated once per batch size and bound with IO binding; with `cuda_graph` the CUDA
                 provider captures the UNet once per batch size (one session per batch size, because a
                 captured graph is fixed to its shapes and addresses) and replays it afterwards.
-    OrtLoop     the fused UNet + step graph (export/step_export.py): one run per timestep, x and the
+    OrtLoop     the fused UNet + step graph (onnx_graph.py): one run per timestep, x and the
                 step counter k ping-pong between two device buffers, so the host only launches runs.
                 All noise is drawn up front on the host, in the same order as `sample()` with
                 `SeededNoise` (x_T, then z for each step that needs one), and uploaded in blocks.
@@ -26,10 +26,8 @@ from .contract import INPUT_NAMES, OUTPUT_NAMES, run_chunked
 from .errors import Cancelled, DdpmEdgeError, MissingDependency
 from .files import HashedFile
 from .onnx_backend import _import_ort, open_session, providers_for, session_spec
+from .onnx_graph import LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop
 
-LOOP_GRAPH = "ddpm-loop/1"        # = export/step_export.py; the runtime does not import export/
-LOOP_INPUTS = ("x", "c", "noise", "table", "k")
-LOOP_OUTPUTS = ("x_prev", "k_next")
 NOISE_BLOCK_BYTES = 1 << 30       # pre-drawn noise uploaded per block of at most this size
 
 
@@ -243,7 +241,6 @@ def load_loop(path: str | os.PathLike, device: str = "auto", cuda_graph: bool = 
         return OrtLoop(path, device=device, cuda_graph=cuda_graph)
     try:
         import onnx
-        from ddpm_edge.export.step_export import fuse_loop
     except ImportError:
         raise MissingDependency(f"{path.name} is a plain UNet: make a loop model with `ddpm-export --onnx "
                                 f"{path.name} --gpu-loop unet_loop.onnx` (or pip install onnx)") from None
