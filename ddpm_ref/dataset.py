@@ -28,7 +28,7 @@ import numpy as np
 
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES
 from ddpm_edge.runtime.errors import DdpmEdgeError
-from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes
+from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes, sha256_file
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
@@ -299,8 +299,8 @@ def build_emoji_dataset(out: str | os.PathLike, font_path: Path = EMOJI_FONT, te
         "dropped": "unqualified/minimally-qualified, skin tones, hair styles, keycaps, flags, and groups not mapped",
         "emoji_names": names,
         "sha256": data.sha256,
-        "sources": {"font": str(font_path), "font_sha256": _sha256(font_path),
-                    "emoji_test": str(test_path), "emoji_test_sha256": _sha256(test_path),
+        "sources": {"font": str(font_path), "font_sha256": sha256_file(font_path),
+                    "emoji_test": str(test_path), "emoji_test_sha256": sha256_file(test_path),
                     "packages": _package_versions(("fonts-noto-color-emoji", "unicode-data"))},
         "rendering": f"Pillow ImageFont.truetype(size={EMOJI_FONT_SIZE}), embedded_color=True; cropped to alpha>8; "
                      f"padded to a square on white {BACKGROUND}; Lanczos to {size}x{size}",
@@ -314,10 +314,6 @@ def build_emoji_dataset(out: str | os.PathLike, font_path: Path = EMOJI_FONT, te
     atomic_write_bytes(out / OUR_META, (json.dumps(meta, indent=1, ensure_ascii=False) + "\n").encode())
     atomic_write_bytes(out / "LICENSE.txt", LICENCE_TEXT.encode())
     return data
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _package_versions(packages) -> dict[str, str]:
