@@ -1,6 +1,6 @@
 """Generation parameters in a PNG: one iTXt chunk, key "ddpm-edge", holding compact sorted JSON.
 
-The record names the model (path and sha256), the sampler settings, the seed, the context, the
+The record names the model (file name and sha256), the sampler settings, the seed, the context, the
 background keying and the sheet layout, plus the toolkit version. It carries no time stamp, so the same
 record and pixels give the same file bytes; `ddpm-run --from` reads it back.
 """
