@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
 
 DEFAULT_DATA = Path(__file__).parent / "data"
 
@@ -60,4 +60,4 @@ def train(
 
 
 def main() -> None:
-    app()
+    run_app(app, "ddpm-train")

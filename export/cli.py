@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import make_app, one_line_errors
+from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, run_app
 
 app = make_app("Export the course's ContextUnet checkpoint to ONNX, validated against torch.")
 
@@ -39,4 +39,4 @@ def export(
 
 
 def main() -> None:
-    app()
+    run_app(app, "ddpm-export")

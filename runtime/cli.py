@@ -9,7 +9,7 @@ import typer
 
 from .api import render
 from .background import DEFAULT_TOLERANCE
-from .cli_errors import Device, make_app, one_line_errors, progress_bar
+from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
 from .outputs import DEFAULT_FRAME_MS, Targets
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
@@ -84,4 +84,4 @@ def run(
 
 
 def main() -> None:
-    app()
+    run_app(app, "ddpm-run")

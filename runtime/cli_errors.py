@@ -50,6 +50,30 @@ def make_app(help_text: str) -> typer.Typer:
                        help=help_text, context_settings={"help_option_names": ["-h", "--help"]})
 
 
+def _click_class(name: str) -> type:
+    """Click's exception class `name`, from wherever this typer takes click (its own vendored copy in
+    typer >= 0.25, the click package before): found on the public typer.BadParameter's bases."""
+    return next(k for k in typer.BadParameter.__mro__ if k.__name__ == name)
+
+
+def run_app(app: typer.Typer, prog: str) -> None:
+    """Run a console script. Click's own usage errors (an unknown option, `-n abc`) also become one line
+    `prog: error: reason (see prog -h)` with exit 2, instead of click's usage block."""
+    usage_error, click_exception = _click_class("UsageError"), _click_class("ClickException")
+    try:
+        code = app(standalone_mode=False)   # the exit code of a typer.Exit, None on success
+    except usage_error as e:
+        typer.echo(f"{prog}: error: {e.format_message()} (see {prog} -h)", err=True)
+        sys.exit(2)
+    except click_exception as e:            # e.g. a file option click itself could not open
+        typer.echo(f"{prog}: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo(f"{prog}: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
 def progress_bar(label: str, enabled: bool = True, describe=None):
     """A stderr progress bar (only on a terminal) as a callback `update(done, total, *info)`: a sampling
     `progress(done, total, x)`, or training's `(step, total, epoch, loss)` with `describe(*info)` → the

@@ -68,6 +68,27 @@ def test_run_bad_input(small_onnx, tmp_path, args, match):
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == []
 
 
+@pytest.mark.parametrize("name,args,match", [
+    ("ddpm-run", ["--bogus"], "No such option: --bogus"),
+    ("ddpm-run", ["-n", "abc"], "Invalid value for '-n'"),
+    ("ddpm-run", ["--sampler", "ddpx"], "Invalid value for '--sampler'"),
+    ("ddpm-run", ["stray"], "unexpected extra argument"),
+    ("ddpm-export", ["--batch"], "requires an argument"),
+    ("ddpm-train", ["--epochs", "many"], "Invalid value for '--epochs'"),
+])
+def test_usage_errors_are_one_line(tmp_path, name, args, match):
+    """Errors click finds while parsing (before our code runs) get the same one line and exit 2."""
+    result = cli(name, *args, cwd=tmp_path)
+    assert_one_line_error(result, match)
+    assert result.returncode == 2 and f"(see {name} -h)" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_still_works():
+    result = cli("ddpm-run", "-h")
+    assert result.returncode == 0 and "--engine" in result.stdout and result.stderr == ""
+
+
 def test_run_bad_models(tmp_path):
     assert_one_line_error(cli("ddpm-run", "--engine", tmp_path / "missing.onnx"), "not found")
     corrupt = tmp_path / "corrupt.onnx"

@@ -1,0 +1,51 @@
+"""The benchmark scripts run as a user runs them (real subprocess, real ONNX Runtime sessions). Only the
+scripts' workings are checked here, never their speed: speed targets live in benchmarks/."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA_BENCH = ROOT / "benchmarks" / "cuda_bench.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def bench(*args, cwd):
+    return subprocess.run([sys.executable, str(CUDA_BENCH), *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=600)
+
+
+def test_cuda_bench_cpu_smoke(small_onnx, tmp_path):
+    """--cpu-smoke drives every ONNX Runtime path end to end and writes the table; missing software is a
+    skip reason in the table, not a crash."""
+    out = tmp_path / "bench.md"
+    result = bench("--cpu-smoke", "--onnx", small_onnx, "--n", 1, 2, "--repeats", 1, "--out", out,
+                   "--paths", "ort-cuda", "ort-iobinding", "gpu-loop", "ort-cudagraph", "trt-fp16", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = out.read_text()
+    assert "CPU (smoke run: not CUDA numbers)" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [tuple(cell.strip() for cell in row.split("|")[1:3]) for row in rows] == [
+        ("ort-cuda", "1"), ("ort-cuda", "2"), ("ort-iobinding", "1"), ("ort-iobinding", "2"),
+        ("gpu-loop", "1"), ("gpu-loop", "2")]
+    for row in rows:
+        ddim, ddpm = (float(cell) for cell in row.split("|")[4:6])
+        assert 0 < ddim < ddpm          # 25 UNet calls take less than 500
+    assert "- ort-cudagraph: skipped (needs ONNX Runtime's CUDA provider)" in table
+    assert "- trt-fp16: skipped" in table
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["bench.md"], ["bench.md", "bench.png"])
+
+
+def test_cuda_bench_without_a_gpu_says_so(small_onnx, tmp_path):
+    import onnxruntime
+
+    torch = pytest.importorskip("torch")
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers() or torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    result = bench("--onnx", small_onnx, "--out", tmp_path / "bench.md", cwd=tmp_path)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "cuda_bench: no CUDA GPU here (torch.cuda unavailable and onnxruntime has no CUDA provider); nothing to measure"]
+    assert list(tmp_path.iterdir()) == []
