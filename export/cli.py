@@ -28,6 +28,9 @@ def export(
     workspace_mib: int = typer.Option(2048, "--workspace-mib", help="TensorRT builder memory limit (MiB)"),
     gpu_loop: Optional[Path] = typer.Option(None, "--gpu-loop", help="also write the fused UNet + step loop model "
                                                                     "for ddpm-run --gpu-loop"),
+    loop_guidance: bool = typer.Option(False, "--loop-guidance", help="the --gpu-loop model does classifier-free "
+                                                                     "guidance (ddpm-run --guidance W; two UNet "
+                                                                     "rows per sprite at any W)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Export WEIGHTS to ONNX (dynamic batch, one file), check it against torch, then write it.
@@ -35,7 +38,7 @@ def export(
     from .pipeline import run_export
 
     run_export(weights, onnx_in, out, shortcut=shortcut, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
-               gpu_loop=gpu_loop, log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
+               gpu_loop=gpu_loop, loop_guidance=loop_guidance, log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
 
 
 def main() -> None:

@@ -12,11 +12,13 @@ from ddpm_edge.runtime.errors import DdpmEdgeError
 
 def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: str = "seed:0", fp16: bool = False,
                trt: Path | None = None, batch: str = "1:16:256", workspace_mib: int = 2048,
-               gpu_loop: Path | None = None, log: Callable[[str], None] = lambda message: None) -> None:
+               gpu_loop: Path | None = None, loop_guidance: bool = False, log: Callable[[str], None] = lambda message: None) -> None:
     if (weights is None) == (onnx_in is None):
         raise DdpmEdgeError("give exactly one of --weights (a checkpoint) or --onnx (an exported unet.onnx)")
     if onnx_in is not None and not (fp16 or trt or gpu_loop):
         raise DdpmEdgeError("--onnx needs something to do: --fp16, --trt or --gpu-loop")
+    if loop_guidance and gpu_loop is None:
+        raise DdpmEdgeError("--loop-guidance shapes the --gpu-loop model; give --gpu-loop too")
     if fp16 and onnx_in is not None and onnx_in.resolve() == out.resolve():
         raise DdpmEdgeError("--fp16 writes to --out; give an --out other than the --onnx it reads")
     if trt is not None:
@@ -38,7 +40,7 @@ def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: 
             source = out
         if gpu_loop is not None:
             from .step_export import export_loop
-            export_loop(source, gpu_loop, log=log)
+            export_loop(source, gpu_loop, guided=loop_guidance, log=log)
         if trt is not None:
             from .tensorrt_build import build_engine
             build_engine(source, trt, batch=batch, workspace_mib=workspace_mib, log=log)

@@ -12,14 +12,16 @@ from ddpm_edge.runtime.onnx_graph import LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, 
 from .onnx_export import read_onnx
 
 
-def export_loop(unet_onnx: str | os.PathLike, out: str | os.PathLike,
+def export_loop(unet_onnx: str | os.PathLike, out: str | os.PathLike, guided: bool = False,
                 log: Callable[[str], None] = lambda message: None) -> Path:
-    """`ddpm-export --onnx unet.onnx --gpu-loop unet_loop.onnx`: write the fused loop model atomically."""
+    """`ddpm-export --onnx unet.onnx --gpu-loop unet_loop.onnx [--loop-guidance]`: write the fused loop
+    model atomically; `guided`, the classifier-free guidance graph (2N UNet rows per step, any w)."""
 
     out = check_writable(out)
     proto = read_onnx(unet_onnx)
-    fused = fuse_loop(proto)
+    fused = fuse_loop(proto, guided=guided)
     with atomic_path(out) as tmp:
         tmp.write_bytes(fused.SerializeToString())
-    log(f"wrote {out} (UNet + DDPM/DDIM step, one run per timestep; run it with ddpm-run --gpu-loop)")
+    kind = "UNet with guidance + DDPM/DDIM step" if guided else "UNet + DDPM/DDIM step"
+    log(f"wrote {out} ({kind}, one run per timestep; run it with ddpm-run --gpu-loop)")
     return out

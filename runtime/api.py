@@ -107,10 +107,9 @@ class SpriteGenerator:
         noise = noise if noise is not None else SeededNoise(seed)
         loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/onnx_cuda.py)
         if loop is not None:
-            if guidance:
-                raise DdpmEdgeError("the device loop (--gpu-loop) does not do guidance; drop --guidance or --gpu-loop")
             with self._lock:
-                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress)
+                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
+                            guidance=float(guidance))
         unet = guided(self.unet, float(guidance))
         with self._lock:
             return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)

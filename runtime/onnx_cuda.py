@@ -10,7 +10,8 @@ Three ways to run, fastest last (the NumPy loop with `OnnxUnet` stays the portab
                 step counter k ping-pong between two device buffers, so the host only launches runs.
                 All noise is drawn up front on the host, in the same order as `sample()` with
                 `SeededNoise` (x_T, then z for each step that needs one), and uploaded in blocks.
-                Same seed → same sprites as the NumPy loop.
+                Same seed → same sprites as the NumPy loop. Guidance runs in a guided loop graph
+                (2N UNet rows per run); a loop built from a plain UNet makes that graph when first asked.
 
 Everything here also runs on ONNX Runtime's CPU provider (device "cpu"), which is how it is tested
 without a GPU; `cuda_graph` needs the CUDA provider. Shapes: x [N, C, H, W], c [N, n_cfeat].
@@ -26,7 +27,7 @@ from .contract import INPUT_NAMES, OUTPUT_NAMES, run_chunked
 from .errors import Cancelled, DdpmEdgeError, MissingDependency
 from .files import HashedFile
 from .onnx_backend import _import_ort, open_session, providers_for, session_spec
-from .onnx_graph import LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop
+from .onnx_graph import GUIDED, GUIDED_INPUTS, LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop
 
 NOISE_BLOCK_BYTES = 1 << 30       # pre-drawn noise uploaded per block of at most this size
 
@@ -120,21 +121,24 @@ def step_table(sampler) -> tuple[np.ndarray, list[int]]:
 
 
 class OrtLoop(HashedFile):
-    """The fused loop model run on the device; `sample_loop` replaces `sample()` for it."""
+    """The fused loop model run on the device; `sample_loop` replaces `sample()` for it.
+    `unet`: the plain UNet ModelProto it was fused from, if any (to fuse the guided graph on demand)."""
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", cuda_graph: bool = False,
-                 path: str | os.PathLike | None = None):
+                 path: str | os.PathLike | None = None, unet=None):
         self.ort = _import_ort()
         self.path = Path(path if path is not None else model)
         self.model = model if isinstance(model, bytes) else str(model)
-        self.providers, self.device_type = _device_of(device)
+        self.device, self.providers, self.device_type = device, *_device_of(device)
         self.cuda_graph = cuda_graph
         self.max_batch = None
+        self._unet, self._guided_twin = unet, None
         self._states: dict[tuple, tuple] = {}   # (N, noise slots, K) → (session, bindings, buffers)
         self._shared = None
         session = self._new_session()
         names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-        if set(names[0]) != set(LOOP_INPUTS) or set(names[1]) != set(LOOP_OUTPUTS):
+        self.guided = session.get_modelmeta().custom_metadata_map.get("guidance") == GUIDED
+        if set(names[0]) != set(GUIDED_INPUTS if self.guided else LOOP_INPUTS) or set(names[1]) != set(LOOP_OUTPUTS):
             raise DdpmEdgeError(f"{self.path} is not a ddpm-edge loop model (ddpm-export --gpu-loop)")
         self._shared = None if cuda_graph else session
         self._spare = session if cuda_graph else None   # the first captured shape reuses it
@@ -159,13 +163,17 @@ class OrtLoop(HashedFile):
                    "c": new((shape[0], self.spec.n_cfeat), np.float32, dev, 0),
                    "noise": new((slots, *shape), np.float32, dev, 0),
                    "table": new((steps, 6), np.float32, dev, 0)}
+            shared_inputs = ("c", "noise", "table")
+            if self.guided:
+                buf["w"] = new((), np.float32, dev, 0)
+                shared_inputs += ("w",)
             session = self._new_session()
             bindings, options = [], []
             for parity in (0, 1):
                 binding = session.io_binding()
                 binding.bind_ortvalue_input("x", buf["x"][parity])
                 binding.bind_ortvalue_input("k", buf["k"][parity])
-                for name in ("c", "noise", "table"):
+                for name in shared_inputs:
                     binding.bind_ortvalue_input(name, buf[name])
                 binding.bind_ortvalue_output("x_prev", buf["x"][1 - parity])
                 binding.bind_ortvalue_output("k_next", buf["k"][1 - parity])
@@ -177,8 +185,23 @@ class OrtLoop(HashedFile):
             self._states[key] = (session, bindings, options, buf)
         return self._states[key]
 
-    def sample_loop(self, sampler, shape: tuple, context: np.ndarray, noise, progress=None) -> np.ndarray:
-        """x_0 [N, C, H, W] float32, like `sample(unet, sampler, shape, context, noise, progress)`."""
+    def _guided(self) -> "OrtLoop":
+        """The guided twin of an unguided loop, fused from the plain UNet when first needed."""
+        if self._guided_twin is None:
+            if self._unet is None:
+                raise DdpmEdgeError(f"{self.path.name} is a loop model without guidance: export it with "
+                                    "`ddpm-export --onnx unet.onnx --gpu-loop F --loop-guidance`, or give "
+                                    "--gpu-loop the UNet .onnx")
+            self._guided_twin = OrtLoop(fuse_loop(self._unet, guided=True).SerializeToString(), device=self.device,
+                                        cuda_graph=self.cuda_graph, path=self.path)
+        return self._guided_twin
+
+    def sample_loop(self, sampler, shape: tuple, context: np.ndarray, noise, progress=None,
+                    guidance: float = 0.0) -> np.ndarray:
+        """x_0 [N, C, H, W] float32, like `sample(guided(unet, guidance), sampler, shape, context, noise,
+        progress)`."""
+        if guidance and not self.guided:
+            return self._guided().sample_loop(sampler, shape, context, noise, progress, guidance)
         n = shape[0]
         if tuple(shape[1:]) != self.spec.sample_shape:
             raise DdpmEdgeError(f"sample shape {tuple(shape[1:])} does not match the model's {self.spec.sample_shape}")
@@ -199,6 +222,8 @@ class OrtLoop(HashedFile):
         buf["k"][0].update_inplace(np.zeros((), np.int64))
         buf["c"].update_inplace(context)
         buf["table"].update_inplace(table)
+        if self.guided:
+            buf["w"].update_inplace(np.asarray(guidance, dtype=np.float32))
         host_noise = np.zeros((slots, *shape), np.float32)
         if not noisy:                                       # DDIM: s = 0, but 0 · uninitialised memory may be NaN
             buf["noise"].update_inplace(host_noise)
@@ -244,8 +269,8 @@ def load_loop(path: str | os.PathLike, device: str = "auto", cuda_graph: bool = 
     except ImportError:
         raise MissingDependency(f"{path.name} is a plain UNet: make a loop model with `ddpm-export --onnx "
                                 f"{path.name} --gpu-loop unet_loop.onnx` (or pip install onnx)") from None
-    fused = fuse_loop(onnx.load(str(path)))
-    return OrtLoop(fused.SerializeToString(), device=device, cuda_graph=cuda_graph, path=path)
+    unet = onnx.load(str(path))
+    return OrtLoop(fuse_loop(unet).SerializeToString(), device=device, cuda_graph=cuda_graph, path=path, unet=unet)
 
 
 def load_gpu_backend(path: str | os.PathLike | None, device: str = "auto", io_binding: bool = False,

@@ -7,11 +7,16 @@ One run of the fused graph is one timestep, entirely on the device:
              noise  [B, N, C, H, W] float32 a block of pre-drawn z (slot B-1 is zeros)
              table  [K, 6] float32          per timestep k: t, a, b, d, s, noise slot
              k      []  int64               the timestep number (0 … K-1)
+             w      []  float32             guidance weight (guided graphs only)
     outputs  x_prev [N, C, H, W] float32
              k_next []  int64               k + 1, bound as the next run's k
 
     row = table[k];  t = row.t broadcast to [N, 1];  eps = unet(x, t, c);  z = noise[row.slot]
     x_prev = (x − b·eps)·a + d·eps + s·z
+
+A guided graph (metadata guidance = "cfg") does classifier-free guidance in the same run, like
+runtime/sampling.py `guided`: one UNet call on 2N rows [x; x], [c; 0], then
+eps = (1 + w)·eps[:N] − w·eps[N:]. It costs two UNet rows per sprite at any w, so it is a separate graph.
 
 The row coefficients cover both samplers (runtime/onnx_cuda.py `step_table` fills them in float64):
 
@@ -32,13 +37,16 @@ from .errors import DdpmEdgeError
 
 LOOP_GRAPH = "ddpm-loop/1"    # metadata "graph" of a fused loop model
 LOOP_INPUTS = ("x", "c", "noise", "table", "k")
+GUIDED_INPUTS = (*LOOP_INPUTS, "w")
+GUIDED = "cfg"                # metadata "guidance" of a guided loop model
 LOOP_OUTPUTS = ("x_prev", "k_next")
 TABLE_COLUMNS = ("t", "a", "b", "d", "s", "slot")
 P = "loop__"                  # prefix of every name this module adds
 
 
-def fuse_loop(unet_proto):
-    """The fused loop ModelProto (see module doc) around a UNet ModelProto; the input is not modified."""
+def fuse_loop(unet_proto, guided: bool = False):
+    """The fused loop ModelProto (see module doc) around a UNet ModelProto; the input is not modified.
+    `guided`: the classifier-free guidance graph, with the extra input w."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -55,52 +63,66 @@ def fuse_loop(unet_proto):
         raise DdpmEdgeError(f"UNet graph already uses the {P!r} name prefix")
 
     x_type, c_type = inputs["x"].type, inputs["c"].type
-    # the UNet's t input becomes an internal tensor; its eps output becomes an internal tensor
-    for node in graph.node:
-        for k, name in enumerate(node.input):
-            if name == "t":
-                node.input[k] = f"{P}t"
-        for k, name in enumerate(node.output):
-            if name == "eps":
-                node.output[k] = f"{P}eps"
+    # the UNet's t input and eps output become internal tensors; guided, so do its x and c (2N rows)
+    renamed = {"t": f"{P}t_full", "eps": f"{P}eps_twice" if guided else f"{P}eps"}
+    if guided:
+        renamed.update(x=f"{P}x_twice", c=f"{P}c_twice")
     unet_nodes = list(graph.node)
+    for unet_node in unet_nodes:
+        for names in (unet_node.input, unet_node.output):
+            names[:] = [renamed.get(name, name) for name in names]
 
-    def const(name, values, dtype=TensorProto.INT64):
-        return helper.make_node("Constant", [], [f"{P}{name}"], name=f"{P}{name}",
-                                value=helper.make_tensor(f"{P}{name}", dtype, [len(values)], values))
+    def node(op, inputs, output, **attrs):
+        return helper.make_node(op, inputs, [f"{P}{output}"], name=f"{P}{output}", **attrs)
+
+    def const(name, values, dtype=TensorProto.INT64, dims=None):
+        return node("Constant", [], name,
+                    value=helper.make_tensor(f"{P}{name}", dtype, [len(values)] if dims is None else dims, values))
 
     def column(j, name):  # row[:, j:j+1] → [1, 1]
-        return helper.make_node("Slice", [f"{P}row", f"{P}c{j}", f"{P}c{j + 1}", f"{P}axis1"], [f"{P}{name}"],
-                                name=f"{P}{name}")
+        return node("Slice", [f"{P}row", f"{P}c{j}", f"{P}c{j + 1}", f"{P}axis1"], name)
 
+    rows = f"{P}n_twice" if guided else f"{P}n"                                        # UNet rows: N, or 2N guided
     pre = [const("axis1", [1]), *(const(f"c{j}", [j]) for j in range(len(TABLE_COLUMNS) + 1)),
            const("one", [1]), const("zero", [0]),
-           helper.make_node("Gather", ["table", "k"], [f"{P}row1"], axis=0, name=f"{P}gather_row"),   # [6]
-           helper.make_node("Unsqueeze", [f"{P}row1", f"{P}zero"], [f"{P}row"], name=f"{P}row"),      # [1, 6]
-           *(column(j, name) for j, name in enumerate(TABLE_COLUMNS)),                                # [1, 1] each
-           helper.make_node("Shape", ["x"], [f"{P}n"], start=0, end=1, name=f"{P}n"),                 # [1] = N
-           helper.make_node("Concat", [f"{P}n", f"{P}one"], [f"{P}t_shape"], axis=0, name=f"{P}t_shape"),
-           helper.make_node("Expand", [f"{P}t", f"{P}t_shape"], [f"{P}t_full"], name=f"{P}t_full")]  # [N, 1]
-    for node in unet_nodes:
-        for k, name in enumerate(node.input):
-            if name == f"{P}t":
-                node.input[k] = f"{P}t_full"
-    post = [helper.make_node("Squeeze", [f"{P}slot", f"{P}zero"], [f"{P}slot1"], name=f"{P}slot1"),      # [1]
-            helper.make_node("Squeeze", [f"{P}slot1", f"{P}zero"], [f"{P}slot0"], name=f"{P}slot0"),     # []
-            helper.make_node("Cast", [f"{P}slot0"], [f"{P}slot_i"], to=TensorProto.INT64, name=f"{P}slot_i"),
-            helper.make_node("Gather", ["noise", f"{P}slot_i"], [f"{P}z"], axis=0, name=f"{P}z"),        # [N,C,H,W]
-            helper.make_node("Mul", [f"{P}eps", f"{P}b"], [f"{P}b_eps"], name=f"{P}b_eps"),
-            helper.make_node("Sub", ["x", f"{P}b_eps"], [f"{P}x_minus"], name=f"{P}x_minus"),
-            helper.make_node("Mul", [f"{P}x_minus", f"{P}a"], [f"{P}x_scaled"], name=f"{P}x_scaled"),
-            helper.make_node("Mul", [f"{P}eps", f"{P}d"], [f"{P}d_eps"], name=f"{P}d_eps"),
-            helper.make_node("Add", [f"{P}x_scaled", f"{P}d_eps"], [f"{P}mean"], name=f"{P}mean"),
-            helper.make_node("Mul", [f"{P}z", f"{P}s"], [f"{P}s_z"], name=f"{P}s_z"),
+           node("Gather", ["table", "k"], "row1", axis=0),                        # [6]
+           node("Unsqueeze", [f"{P}row1", f"{P}zero"], "row"),                    # [1, 6]
+           *(column(j, name) for j, name in enumerate(TABLE_COLUMNS)),            # [1, 1] each
+           node("Shape", ["x"], "n", start=0, end=1)]                             # [1] = N
+    if guided:
+        pre += [node("Concat", ["x", "x"], "x_twice", axis=0),                         # [2N, C, H, W]
+                node("Shape", ["c"], "c_shape"),
+                node("ConstantOfShape", [f"{P}c_shape"], "c_zero",
+                     value=helper.make_tensor(f"{P}c_zero_value", TensorProto.FLOAT, [1], [0.0])),
+                node("Concat", ["c", f"{P}c_zero"], "c_twice", axis=0),               # [2N, n_cfeat]: c, then 0
+                node("Shape", [f"{P}x_twice"], "n_twice", start=0, end=1)]                  # [1] = 2N
+    pre += [node("Concat", [rows, f"{P}one"], "t_shape", axis=0),
+            node("Expand", [f"{P}t", f"{P}t_shape"], "t_full")]                  # [rows, 1]
+    guide = []
+    if guided:  # eps = (1 + w)·eps_twice[:N] − w·eps_twice[N:]
+        guide = [const("big", [2 ** 62]),
+                 node("Slice", [f"{P}eps_twice", f"{P}zero", f"{P}n", f"{P}zero"], "eps_c"),   # [N, C, H, W]
+                 node("Slice", [f"{P}eps_twice", f"{P}n", f"{P}big", f"{P}zero"], "eps_u"),    # [N, C, H, W]
+                 const("one_f", [1.0], TensorProto.FLOAT, dims=[]),
+                 node("Add", ["w", f"{P}one_f"], "w1"),
+                 node("Mul", [f"{P}eps_c", f"{P}w1"], "eps_c_w1"),
+                 node("Mul", [f"{P}eps_u", "w"], "eps_u_w"),
+                 node("Sub", [f"{P}eps_c_w1", f"{P}eps_u_w"], "eps")]
+    post = [node("Squeeze", [f"{P}slot", f"{P}zero"], "slot1"),                 # [1]
+            node("Squeeze", [f"{P}slot1", f"{P}zero"], "slot0"),                # []
+            node("Cast", [f"{P}slot0"], "slot_i", to=TensorProto.INT64),
+            node("Gather", ["noise", f"{P}slot_i"], "z", axis=0),               # [N, C, H, W]
+            node("Mul", [f"{P}eps", f"{P}b"], "b_eps"),
+            node("Sub", ["x", f"{P}b_eps"], "x_minus"),
+            node("Mul", [f"{P}x_minus", f"{P}a"], "x_scaled"),
+            node("Mul", [f"{P}eps", f"{P}d"], "d_eps"),
+            node("Add", [f"{P}x_scaled", f"{P}d_eps"], "mean"),
+            node("Mul", [f"{P}z", f"{P}s"], "s_z"),
             helper.make_node("Add", [f"{P}mean", f"{P}s_z"], ["x_prev"], name=f"{P}x_prev"),
-            helper.make_node("Add", ["k", f"{P}k_step"], ["k_next"], name=f"{P}k_next"),
-            helper.make_node("Constant", [], [f"{P}k_step"], name=f"{P}k_step",
-                             value=helper.make_tensor(f"{P}k_step", TensorProto.INT64, [], [1]))]
+            const("k_step", [1], dims=[]),
+            helper.make_node("Add", ["k", f"{P}k_step"], ["k_next"], name=f"{P}k_next")]
     del graph.node[:]
-    graph.node.extend(pre + unet_nodes + post[-1:] + post[:-1])
+    graph.node.extend(pre + unet_nodes + guide + post)
 
     image = [d.dim_param or d.dim_value for d in x_type.tensor_type.shape.dim]
     del graph.input[:]
@@ -110,12 +132,15 @@ def fuse_loop(unet_proto):
         helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["noise_slots", *image]),
         helper.make_tensor_value_info("table", TensorProto.FLOAT, ["steps", len(TABLE_COLUMNS)]),
         helper.make_tensor_value_info("k", TensorProto.INT64, []),
+        *([helper.make_tensor_value_info("w", TensorProto.FLOAT, [])] if guided else []),
     ])
     del graph.output[:]
     graph.output.extend([helper.make_tensor_value_info("x_prev", TensorProto.FLOAT, image),
                          helper.make_tensor_value_info("k_next", TensorProto.INT64, [])])
     del graph.value_info[:]
     meta["graph"] = LOOP_GRAPH
+    if guided:
+        meta["guidance"] = GUIDED
     del model.metadata_props[:]
     helper.set_model_props(model, meta)
     model.doc_string = "ContextUnet + DDPM/DDIM step: one run = one timestep, device-resident (ddpm-edge loop)"

@@ -127,6 +127,22 @@ def test_export_bad_input(tmp_path, small_checkpoint):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["readme.pth"]
 
 
+def test_gpu_loop_from_the_command_line(small_onnx, tmp_path):
+    """ddpm-export --gpu-loop --loop-guidance, then ddpm-run --gpu-loop --guidance on the CPU provider:
+    the same sprites as the portable NumPy loop."""
+    loop = tmp_path / "loop.onnx"
+    result = cli("ddpm-export", "--onnx", small_onnx, "--gpu-loop", loop, "--loop-guidance")
+    assert result.returncode == 0 and "with guidance" in result.stderr, result.stderr
+    common = ["-n", "2", "--sampler", "ddim", "--steps", "5", "--seed", "3", "--guidance", "1.5", "-q",
+              "--device", "cpu"]
+    assert cli("ddpm-run", "--engine", loop, "--gpu-loop", *common, "--out", tmp_path / "loop.npy").returncode == 0
+    assert cli("ddpm-run", "--engine", small_onnx, *common, "--out", tmp_path / "numpy.npy").returncode == 0
+    assert np.abs(np.load(tmp_path / "loop.npy") - np.load(tmp_path / "numpy.npy")).max() <= 1e-3
+    assert_one_line_error(cli("ddpm-export", "--onnx", small_onnx, "--fp16", "--out", tmp_path / "h.onnx",
+                              "--loop-guidance"), "give --gpu-loop too")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop.npy", "loop.onnx", "numpy.npy"]
+
+
 class Terminal(io.StringIO):
     def isatty(self):
         return True

@@ -70,8 +70,49 @@ def test_progress_and_cancel(loop_onnx):
     assert seen[-1] == (20, 20, (2, 3, 16, 16)) and len(seen) == 20
     with pytest.raises(Cancelled):
         loop_gen.generate_raw(2, seed=1, sampler="ddim", steps=20, progress=lambda d, t, x: False)
-    with pytest.raises(DdpmEdgeError, match="guidance"):
-        loop_gen.generate_raw(2, seed=1, sampler="ddim", steps=5, guidance=1.0)
+
+
+@pytest.fixture(scope="module")
+def shipped_onnx():
+    """The shipped trained model: its output depends on the context, so guidance visibly matters (in
+    the small random model it moves sprites by less than the parity tolerance)."""
+    from ddpm_edge.runtime.engines import default_model_path
+
+    return default_model_path()
+
+
+@pytest.mark.parametrize("sampler,steps,weights", [("ddim", 25, (2.0, 0.5)), ("ddpm", None, (2.0,))])
+def test_guidance_on_the_device(shipped_onnx, sampler, steps, weights):
+    """A loop fused from a plain UNet makes its guided graph on demand: same sprites as the NumPy loop
+    with the guided() wrapper; guidance 0 still runs the plain graph."""
+    numpy_gen = SpriteGenerator(OnnxUnet(shipped_onnx, device="cpu"))
+    loop = load_loop(shipped_onnx, device="cpu")
+    loop_gen = SpriteGenerator(loop)
+    kwargs = dict(seed=11, sampler=sampler, steps=steps, context="food")
+    plain = numpy_gen.generate_raw(3, **kwargs)
+    assert np.abs(loop_gen.generate_raw(3, **kwargs) - plain).max() <= 1e-3
+    assert loop._guided_twin is None
+    for w in weights:
+        a, b = numpy_gen.generate_raw(3, guidance=w, **kwargs), loop_gen.generate_raw(3, guidance=w, **kwargs)
+        assert np.abs(a - b).max() <= 1e-3
+        assert np.abs(a - plain).max() > 0.1        # guidance changed the sprites far beyond the tolerance
+    assert not loop.guided and loop._guided_twin.guided
+
+
+def test_exported_guided_loop(shipped_onnx, loop_onnx, tmp_path):
+    numpy_gen = SpriteGenerator(OnnxUnet(shipped_onnx, device="cpu"))
+    guided_file = export_loop(shipped_onnx, tmp_path / "guided_loop.onnx", guided=True)
+    model = onnx.load(str(guided_file))
+    assert {p.key: p.value for p in model.metadata_props}["guidance"] == "cfg"
+    assert [i.name for i in model.graph.input][-1] == "w"
+    guided_gen = SpriteGenerator(load_loop(guided_file, device="cpu"))
+    kwargs = dict(seed=4, sampler="ddim", steps=10, context="face")
+    for w in (0.0, 3.0):        # a guided graph also runs w = 0 (eps(c) exactly)
+        a, b = numpy_gen.generate_raw(2, guidance=w, **kwargs), guided_gen.generate_raw(2, guidance=w, **kwargs)
+        assert np.abs(a - b).max() <= 1e-3
+    plain_file_gen = SpriteGenerator(load_loop(loop_onnx, device="cpu"))   # no UNet to fuse a guided graph from
+    with pytest.raises(DdpmEdgeError, match="--loop-guidance"):
+        plain_file_gen.generate_raw(2, guidance=1.0, seed=4, sampler="ddim", steps=10)
 
 
 def test_io_binding_unet_matches_plain_session(small_onnx, rng):
