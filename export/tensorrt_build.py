@@ -96,7 +96,8 @@ def build_engine(onnx_path: str | os.PathLike, plan: str | os.PathLike, batch=DE
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0 if weak_fp16 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    # TensorRT 11: every network is strongly typed; its STRONGLY_TYPED flag is deprecated and ignored
+    flags = 0 if (weak_fp16 or major >= 11) else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
@@ -107,15 +108,16 @@ def build_engine(onnx_path: str | os.PathLike, plan: str | os.PathLike, batch=DE
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in spec.profile(*batch).items():
         profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:
+        raise DdpmEdgeError(f"TensorRT refused the batch profile {batch[0]}:{batch[1]}:{batch[2]}")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if weak_fp16:  # TensorRT 10 only: let the builder pick fp16 kernels in a weakly typed network
         config.set_flag(trt.BuilderFlag.FP16)
 
     cache_path = timing_cache_path(plan, source_sha256, trt.__version__, gpu)
     cached = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(cached)
-    if not config.set_timing_cache(cache, False):  # ignore_mismatch=False: a foreign cache is rejected
+    cache = config.create_timing_cache(cached)     # None when the bytes are not a timing cache
+    if cache is None or not config.set_timing_cache(cache, False):  # ignore_mismatch=False: a foreign one is rejected
         log(f"timing cache {cache_path.name} did not fit this TensorRT/GPU; starting a new one")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)

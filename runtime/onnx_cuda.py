@@ -38,6 +38,14 @@ def _device_of(device: str) -> tuple[list, str]:
     return providers, ("cuda" if providers[0] == "CUDAExecutionProvider" else "cpu")
 
 
+def ort_version(ort) -> tuple[int, int]:
+    """(major, minor) of an onnxruntime module."""
+    try:
+        return tuple(int(part) for part in ort.__version__.split(".")[:2])
+    except ValueError:
+        return (0, 0)
+
+
 def _session(model, providers, cuda_graph: bool, label):
     if cuda_graph:
         if providers[0] != "CUDAExecutionProvider":
@@ -59,7 +67,10 @@ class OrtIoUnet(HashedFile):
         self.cuda_graph = cuda_graph
         self._sessions: dict[int, object] = {}   # batch size → session (one only, unless cuda_graph)
         self._buffers: dict[int, tuple] = {}     # batch size → (binding, x, t, c, eps OrtValues)
-        first = self._session_for(0)
+        first = _session(self.path, self.providers, cuda_graph, self.path)
+        self._spare = first if cuda_graph else None   # with cuda_graph, the first batch size captures in it
+        if not cuda_graph:
+            self._sessions[0] = first
         names = ({i.name for i in first.get_inputs()}, [o.name for o in first.get_outputs()])
         if names[0] != set(INPUT_NAMES) or OUTPUT_NAMES[0] not in names[1]:
             raise DdpmEdgeError(f"{self.path} is not a ddpm UNet: needs inputs x, t, c and output eps")
@@ -71,7 +82,8 @@ class OrtIoUnet(HashedFile):
     def _session_for(self, n: int):
         key = n if self.cuda_graph else 0
         if key not in self._sessions:
-            self._sessions[key] = _session(self.path, self.providers, self.cuda_graph, self.path)
+            spare, self._spare = self._spare, None
+            self._sessions[key] = spare or _session(self.path, self.providers, self.cuda_graph, self.path)
         return self._sessions[key]
 
     def _bound(self, n: int):
@@ -131,6 +143,9 @@ class OrtLoop(HashedFile):
         self.model = model if isinstance(model, bytes) else str(model)
         self.device, self.providers, self.device_type = device, *_device_of(device)
         self.cuda_graph = cuda_graph
+        if cuda_graph and ort_version(self.ort) < (1, 18):
+            raise MissingDependency(f"--gpu-loop --cuda-graph needs onnxruntime-gpu >= 1.18 (one session holds two "
+                                    f"graphs, by gpu_graph_id); this is {self.ort.__version__}")
         self.max_batch = None
         self._unet, self._guided_twin = unet, None
         self._states: dict[tuple, tuple] = {}   # (N, noise slots, K) → (session, bindings, buffers)

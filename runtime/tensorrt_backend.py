@@ -61,6 +61,16 @@ def import_cudart():
     return cudart
 
 
+def native_handle(obj) -> int:
+    """The integer handle of a CUDA Python object (our stream) for TensorRT: `get_cuda_native_handle`
+    from cuda.bindings.utils where it exists (`int(obj)` is deprecated since cuda-bindings 13.0), else int."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
 def trt_major(version: str) -> int:
     try:
         return int(str(version).split(".")[0])
@@ -204,8 +214,9 @@ class TensorRTUnet:
                 raise DdpmEdgeError(f"TensorRT rejected input {name} of shape {array.shape}")
             self._copy(self._buffers[name], array.ctypes.data, array.nbytes, h2d)
         for name in TENSOR_NAMES:
-            self.context.set_tensor_address(name, self._buffers[name])
-        if not self.context.execute_async_v3(int(self.stream)):
+            if not self.context.set_tensor_address(name, self._buffers[name]):
+                raise DdpmEdgeError(f"TensorRT rejected the device buffer of {name}")
+        if not self.context.execute_async_v3(native_handle(self.stream)):
             raise DdpmEdgeError("TensorRT execution failed (execute_async_v3 returned False)")
         eps = np.empty(self.spec.shapes(rows)["eps"], dtype=np.float32)
         self._copy(eps.ctypes.data, self._buffers["eps"], eps.nbytes, d2h)

@@ -134,6 +134,17 @@ def test_cuda_graph_and_cuda_device_need_the_cuda_provider(small_onnx, loop_onnx
         load_gpu_backend(loop_onnx, device="cuda", gpu_loop=True)
 
 
+def test_loop_cuda_graphs_need_onnxruntime_1_18(loop_onnx, monkeypatch):
+    """Two graphs in one session (gpu_graph_id) came in ONNX Runtime 1.18; an older one would silently
+    replay one graph for both ping-pong buffers."""
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "__version__", "1.17.3")
+    with pytest.raises(MissingDependency, match=">= 1.18.*1.17.3"):
+        load_loop(loop_onnx, device="cpu", cuda_graph=True)
+    assert onnx_cuda.ort_version(onnxruntime) == (1, 17)
+
+
 def test_gpu_options_refuse_engines_and_max_batch(loop_onnx, tmp_path):
     with pytest.raises(DdpmEdgeError, match=".onnx models"):
         load_gpu_backend(tmp_path / "unet.plan", io_binding=True)

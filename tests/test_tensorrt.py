@@ -119,6 +119,20 @@ def test_timing_cache_is_keyed_by_model_version_and_gpu(fake_gpu, small_onnx, tm
     trt, _ = fake_gpu(version="10.11.0")
     other_trt = build_engine(small_onnx, tmp_path / "unet.plan")
     assert other_trt.timing_cache not in (first.timing_cache, other_gpu.timing_cache)
+    other_trt.timing_cache.write_bytes(b"\x00 damaged")       # not a timing cache: start a new one, say so
+    said = []
+    rebuilt = build_engine(small_onnx, tmp_path / "unet.plan", log=said.append)
+    assert trt.builds[-1]["cache_layers_before"] == 0 and any("did not fit" in line for line in said)
+    assert json.loads(rebuilt.timing_cache.read_text())["layers"] == 10
+
+
+def test_a_refused_profile_is_one_line(fake_gpu, small_onnx, tmp_path, monkeypatch):
+    trt, _ = fake_gpu()
+    config_class = type(trt.Builder(None).create_builder_config())
+    monkeypatch.setattr(config_class, "add_optimization_profile", lambda self, profile: -1)
+    with pytest.raises(DdpmEdgeError, match="refused the batch profile 1:16:256"):
+        build_engine(small_onnx, tmp_path / "unet.plan")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_precision_rules_for_tensorrt_10_and_11(fake_gpu, small_onnx, tmp_path):

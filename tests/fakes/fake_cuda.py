@@ -24,14 +24,17 @@ class cudaMemcpyKind(enum.IntEnum):
 
 
 class cudaStream_t:
+    """No __int__: int(cuda_obj) is deprecated in cuda-bindings 13; the handle comes from
+    cuda.bindings.utils.get_cuda_native_handle (installed beside this module by install_cudart)."""
     _next = 0x5000
 
     def __init__(self):
         cudaStream_t._next += 16
         self.handle = cudaStream_t._next
 
-    def __int__(self):
-        return self.handle
+
+def get_cuda_native_handle(obj) -> int:
+    return obj.handle
 
 
 @dataclass
@@ -95,7 +98,10 @@ def make_fake_cudart(name: str = "NVIDIA H100 80GB HBM3", capability=(9, 0), dev
 def install_cudart(monkeypatch, cudart: types.ModuleType) -> None:
     """Make `from cuda.bindings import runtime` return `cudart`."""
     cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    utils = types.ModuleType("cuda.bindings.utils")
+    utils.get_cuda_native_handle = get_cuda_native_handle
     cuda.__path__, bindings.__path__ = [], []
-    cuda.bindings, bindings.runtime = bindings, cudart
-    for key, module in (("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", cudart)):
+    cuda.bindings, bindings.runtime, bindings.utils = bindings, cudart, utils
+    for key, module in (("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", cudart),
+                        ("cuda.bindings.utils", utils)):
         monkeypatch.setitem(sys.modules, key, module)

@@ -44,7 +44,10 @@ def make_fake_tensorrt(version: str = "10.9.0") -> types.ModuleType:
     trt.__version__ = version
     major = int(version.split(".")[0])
     trt.TensorIOMode, trt.DataType, trt.MemoryPoolType = TensorIOMode, DataType, MemoryPoolType
-    trt.NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag
+    # TensorRT 11 keeps STRONGLY_TYPED only as a deprecated, ignored flag: this double drops it, so code
+    # that still reaches for it on 11 fails here rather than on the release that removes it
+    trt.NetworkDefinitionCreationFlag = (NetworkDefinitionCreationFlag if major < 11
+                                         else enum.IntEnum("NetworkDefinitionCreationFlag", {}))
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "TF32": 7} if major < 11 else {"TF32": 7})
     trt.builds = []      # one dict per build_serialized_network call
     trt.executions = []  # batch size of every execute_async_v3
@@ -107,6 +110,9 @@ def make_fake_tensorrt(version: str = "10.9.0") -> types.ModuleType:
             self.profiles, self.pools, self.flags, self.cache = [], {}, set(), None
 
         def add_optimization_profile(self, profile):
+            if not profile.shapes or any(not all(a <= b <= c for a, b, c in zip(*shape))
+                                         for shape in profile.shapes.values()):
+                return -1                   # an empty or inconsistent profile is not added
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
@@ -117,7 +123,10 @@ def make_fake_tensorrt(version: str = "10.9.0") -> types.ModuleType:
             self.flags.add(flag)
 
         def create_timing_cache(self, data: bytes):
-            return TimingCache(bytes(data))
+            try:
+                return TimingCache(bytes(data))
+            except ValueError:          # not a timing cache
+                return None
 
         def set_timing_cache(self, cache, ignore_mismatch):
             if cache.entries.get("version") != version and not ignore_mismatch:
@@ -175,6 +184,8 @@ def make_fake_tensorrt(version: str = "10.9.0") -> types.ModuleType:
             return self.shapes[name]
 
         def execute_async_v3(self, stream_handle):
+            if type(stream_handle) is not int:
+                raise TypeError(f"execute_async_v3(): stream_handle must be an int, got {type(stream_handle)}")
             if set(self.addresses) != {"x", "t", "c", "eps"} or set(self.shapes) != {"x", "t", "c"}:
                 return False
             feeds = {}
