@@ -107,9 +107,9 @@ class SpriteGenerator:
         noise = noise if noise is not None else SeededNoise(seed)
         loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/onnx_cuda.py)
         if loop is not None:
-            with self._lock:
+            with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
                 return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
-                            guidance=float(guidance))
+                            guidance=float(guidance), progress_every=getattr(progress, "every", None))
         unet = guided(self.unet, float(guidance))
         with self._lock:
             return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
@@ -145,6 +145,7 @@ class SpriteGenerator:
             if frames_every and done % frames_every == 0 and done < total:
                 frames.append(to_uint8(x))                                  # [n, H, W, C]
             return None if progress is None else progress(done, total, x)
+        on_step.every = frames_every    # steps a device-resident loop must report x at
 
         samples = self.generate_raw(params.n, context=params.context, seed=params.seed, sampler=params.sampler,
                                     steps=params.steps, guidance=params.guidance,

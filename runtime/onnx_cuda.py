@@ -212,11 +212,12 @@ class OrtLoop(HashedFile):
         return self._guided_twin
 
     def sample_loop(self, sampler, shape: tuple, context: np.ndarray, noise, progress=None,
-                    guidance: float = 0.0) -> np.ndarray:
+                    guidance: float = 0.0, progress_every: int | None = None) -> np.ndarray:
         """x_0 [N, C, H, W] float32, like `sample(guided(unet, guidance), sampler, shape, context, noise,
-        progress)`."""
+        progress)`, except that `progress` (which copies x to the host) is called about every 5% of the
+        steps, at the last, and at every multiple of `progress_every` (animation frames)."""
         if guidance and not self.guided:
-            return self._guided().sample_loop(sampler, shape, context, noise, progress, guidance)
+            return self._guided().sample_loop(sampler, shape, context, noise, progress, guidance, progress_every)
         n = shape[0]
         if tuple(shape[1:]) != self.spec.sample_shape:
             raise DdpmEdgeError(f"sample shape {tuple(shape[1:])} does not match the model's {self.spec.sample_shape}")
@@ -244,6 +245,7 @@ class OrtLoop(HashedFile):
             buf["noise"].update_inplace(host_noise)
         first_of_block = {k: j for j, k in enumerate(noisy) if j % block == 0}
         every = max(1, steps // 20)
+        frames = progress_every or steps
         for k in range(steps):
             if k in first_of_block:                          # … then z for each noisy step, in order
                 j0 = first_of_block[k]
@@ -252,7 +254,7 @@ class OrtLoop(HashedFile):
                     host_noise[j] = noise.step(kk, tuple(shape))
                 buf["noise"].update_inplace(host_noise)
             session.run_with_iobinding(bindings[k % 2], options[k % 2])
-            if progress is not None and ((k + 1) % every == 0 or k + 1 == steps):
+            if progress is not None and ((k + 1) % every == 0 or (k + 1) % frames == 0 or k + 1 == steps):
                 if progress(k + 1, steps, buf["x"][(k + 1) % 2].numpy()) is False:
                     raise Cancelled("sampling cancelled")
         return np.array(buf["x"][steps % 2].numpy(), copy=True)

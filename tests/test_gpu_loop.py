@@ -115,6 +115,21 @@ def test_exported_guided_loop(shipped_onnx, loop_onnx, tmp_path):
         plain_file_gen.generate_raw(2, guidance=1.0, seed=4, sampler="ddim", steps=10)
 
 
+def test_animation_frames_from_the_device_loop(loop_onnx, numpy_gen):
+    """An animation gets the same frames from the loop as from the NumPy loop, although the loop
+    otherwise reports x only about every 5% of the steps."""
+    from ddpm_edge.runtime.params import GenerationParams
+
+    params = GenerationParams(n=2, sampler="ddpm", seed=6, context="random")
+    loop_gen = SpriteGenerator(load_loop(loop_onnx, device="cpu"))
+    a, b = numpy_gen.generate_batch(params, frames_every=7), loop_gen.generate_batch(params, frames_every=7)
+    assert len(a.frames) == len(b.frames) == 71             # steps 7, 14, …, 497
+    assert max(int(np.abs(fa.astype(int) - fb).max()) for fa, fb in zip(a.frames, b.frames)) <= 1
+    calls = []
+    loop_gen.generate_raw(2, seed=6, progress=lambda done, total, x: calls.append(done))
+    assert len(calls) == 20                                  # a plain progress bar: every 25 of 500 steps
+
+
 def test_io_binding_unet_matches_plain_session(small_onnx, rng):
     plain, bound = OnnxUnet(small_onnx, device="cpu"), OrtIoUnet(small_onnx, device="cpu", max_batch=3)
     for n in (1, 4, 7):   # 4 and 7 are split into chunks of 3 (buffers per chunk size)
