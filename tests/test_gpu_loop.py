@@ -175,6 +175,19 @@ def test_cuda_loop_matches_numpy_loop(loop_onnx, numpy_gen, cuda_graph):  # prag
         a = numpy_gen.generate_raw(n, seed=5, sampler="ddim", steps=25)
         b = loop_gen.generate_raw(n, seed=5, sampler="ddim", steps=25)
         assert np.abs(a - b).max() <= 1e-3
+    a = numpy_gen.generate_raw(3, seed=5, sampler="ddpm", context="random")
+    assert np.abs(loop_gen.generate_raw(3, seed=5, sampler="ddpm", context="random") - a).max() <= 1e-3
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no ONNX Runtime CUDA provider (onnxruntime-gpu + NVIDIA GPU) here")
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_cuda_guided_loop_matches_numpy_loop(shipped_onnx, cuda_graph):  # pragma: no cover - GPU only
+    numpy_gen = SpriteGenerator(OnnxUnet(shipped_onnx, device="cpu"))
+    loop_gen = SpriteGenerator(load_loop(shipped_onnx, device="cuda", cuda_graph=cuda_graph))
+    for n in (16, 16):
+        a = numpy_gen.generate_raw(n, seed=8, sampler="ddim", steps=25, context="animal", guidance=2.0)
+        b = loop_gen.generate_raw(n, seed=8, sampler="ddim", steps=25, context="animal", guidance=2.0)
+        assert np.abs(a - b).max() <= 1e-3
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="no ONNX Runtime CUDA provider (onnxruntime-gpu + NVIDIA GPU) here")
