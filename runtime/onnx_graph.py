@@ -82,36 +82,36 @@ def fuse_loop(unet_proto, guided: bool = False):
     def column(j, name):  # row[:, j:j+1] → [1, 1]
         return node("Slice", [f"{P}row", f"{P}c{j}", f"{P}c{j + 1}", f"{P}axis1"], name)
 
-    rows = f"{P}n_twice" if guided else f"{P}n"                                        # UNet rows: N, or 2N guided
+    rows = f"{P}n_twice" if guided else f"{P}n"                                           # UNet rows: N, or 2N
     pre = [const("axis1", [1]), *(const(f"c{j}", [j]) for j in range(len(TABLE_COLUMNS) + 1)),
            const("one", [1]), const("zero", [0]),
-           node("Gather", ["table", "k"], "row1", axis=0),                        # [6]
-           node("Unsqueeze", [f"{P}row1", f"{P}zero"], "row"),                    # [1, 6]
-           *(column(j, name) for j, name in enumerate(TABLE_COLUMNS)),            # [1, 1] each
-           node("Shape", ["x"], "n", start=0, end=1)]                             # [1] = N
+           node("Gather", ["table", "k"], "row1", axis=0),                                # [6]
+           node("Unsqueeze", [f"{P}row1", f"{P}zero"], "row"),                            # [1, 6]
+           *(column(j, name) for j, name in enumerate(TABLE_COLUMNS)),                    # [1, 1] each
+           node("Shape", ["x"], "n", start=0, end=1)]                                     # [1] = N
     if guided:
-        pre += [node("Concat", ["x", "x"], "x_twice", axis=0),                         # [2N, C, H, W]
+        pre += [node("Concat", ["x", "x"], "x_twice", axis=0),                            # [2N, C, H, W]
                 node("Shape", ["c"], "c_shape"),
                 node("ConstantOfShape", [f"{P}c_shape"], "c_zero",
                      value=helper.make_tensor(f"{P}c_zero_value", TensorProto.FLOAT, [1], [0.0])),
-                node("Concat", ["c", f"{P}c_zero"], "c_twice", axis=0),               # [2N, n_cfeat]: c, then 0
-                node("Shape", [f"{P}x_twice"], "n_twice", start=0, end=1)]                  # [1] = 2N
+                node("Concat", ["c", f"{P}c_zero"], "c_twice", axis=0),                   # [2N, n_cfeat]: c, then 0
+                node("Shape", [f"{P}x_twice"], "n_twice", start=0, end=1)]                # [1] = 2N
     pre += [node("Concat", [rows, f"{P}one"], "t_shape", axis=0),
-            node("Expand", [f"{P}t", f"{P}t_shape"], "t_full")]                  # [rows, 1]
+            node("Expand", [f"{P}t", f"{P}t_shape"], "t_full")]                           # [rows, 1]
     guide = []
     if guided:  # eps = (1 + w)·eps_twice[:N] − w·eps_twice[N:]
         guide = [const("big", [2 ** 62]),
                  node("Slice", [f"{P}eps_twice", f"{P}zero", f"{P}n", f"{P}zero"], "eps_c"),   # [N, C, H, W]
-                 node("Slice", [f"{P}eps_twice", f"{P}n", f"{P}big", f"{P}zero"], "eps_u"),    # [N, C, H, W]
+                 node("Slice", [f"{P}eps_twice", f"{P}n", f"{P}big", f"{P}zero"], "eps_u"),   # [N, C, H, W]
                  const("one_f", [1.0], TensorProto.FLOAT, dims=[]),
                  node("Add", ["w", f"{P}one_f"], "w1"),
                  node("Mul", [f"{P}eps_c", f"{P}w1"], "eps_c_w1"),
                  node("Mul", [f"{P}eps_u", "w"], "eps_u_w"),
                  node("Sub", [f"{P}eps_c_w1", f"{P}eps_u_w"], "eps")]
-    post = [node("Squeeze", [f"{P}slot", f"{P}zero"], "slot1"),                 # [1]
-            node("Squeeze", [f"{P}slot1", f"{P}zero"], "slot0"),                # []
+    post = [node("Squeeze", [f"{P}slot", f"{P}zero"], "slot1"),                           # [1]
+            node("Squeeze", [f"{P}slot1", f"{P}zero"], "slot0"),                          # []
             node("Cast", [f"{P}slot0"], "slot_i", to=TensorProto.INT64),
-            node("Gather", ["noise", f"{P}slot_i"], "z", axis=0),               # [N, C, H, W]
+            node("Gather", ["noise", f"{P}slot_i"], "z", axis=0),                         # [N, C, H, W]
             node("Mul", [f"{P}eps", f"{P}b"], "b_eps"),
             node("Sub", ["x", f"{P}b_eps"], "x_minus"),
             node("Mul", [f"{P}x_minus", f"{P}a"], "x_scaled"),
