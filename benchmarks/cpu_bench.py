@@ -50,7 +50,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    workdir = Path(tempfile.mkdtemp(prefix="ddpm-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="ddpm-bench-")   # removed when the script ends
+    workdir = Path(scratch.name)
     weights = args.weights
     if weights is None:
         torch.manual_seed(0)

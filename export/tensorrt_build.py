@@ -117,13 +117,14 @@ def build_engine(onnx_path: str | os.PathLike, plan: str | os.PathLike, batch=DE
     cache_path = timing_cache_path(plan, source_sha256, trt.__version__, gpu)
     cached = cache_path.read_bytes() if cache_path.is_file() else b""
     cache = config.create_timing_cache(cached)     # None when the bytes are not a timing cache
-    if cache is None or not config.set_timing_cache(cache, False):  # ignore_mismatch=False: a foreign one is rejected
-        log(f"timing cache {cache_path.name} did not fit this TensorRT/GPU; starting a new one")
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, False)
+    reused = cache is not None and config.set_timing_cache(cache, False)  # ignore_mismatch=False: foreign → False
+    if not reused:
+        if cached:
+            log(f"timing cache {cache_path.name} did not fit this TensorRT/GPU; starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     log(f"building TensorRT {trt.__version__} engine on {gpu['name']} (compute {gpu['compute_capability']}): "
         f"{precision}, batch {batch[0]}:{batch[1]}:{batch[2]}, workspace {workspace_mib} MiB"
-        + (", timing cache reused" if cached else ""))
+        + (", timing cache reused" if reused else ""))
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise DdpmEdgeError("TensorRT could not build the engine (see the TensorRT messages above)")

@@ -61,7 +61,7 @@ def run_app(app: typer.Typer, prog: str) -> None:
     `prog: error: reason (see prog -h)` with exit 2, instead of click's usage block."""
     usage_error, click_exception = _click_class("UsageError"), _click_class("ClickException")
     try:
-        code = app(standalone_mode=False)   # the exit code of a typer.Exit, None on success
+        code = app(standalone_mode=False)   # the code of a typer.Exit, else the command's return value
     except usage_error as e:
         typer.echo(f"{prog}: error: {e.format_message()} (see {prog} -h)", err=True)
         sys.exit(2)
@@ -71,7 +71,7 @@ def run_app(app: typer.Typer, prog: str) -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)
-    sys.exit(code or 0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def progress_bar(label: str, enabled: bool = True, describe=None):

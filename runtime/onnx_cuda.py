@@ -285,7 +285,8 @@ def load_loop(path: str | os.PathLike, device: str = "auto", cuda_graph: bool = 
         import onnx
     except ImportError:
         raise MissingDependency(f"{path.name} is a plain UNet: make a loop model with `ddpm-export --onnx "
-                                f"{path.name} --gpu-loop unet_loop.onnx` (or pip install onnx)") from None
+                                f"{path.name} --gpu-loop unet_loop.onnx` (add --loop-guidance for --guidance), "
+                                "or pip install onnx") from None
     unet = onnx.load(str(path))
     return OrtLoop(fuse_loop(unet).SerializeToString(), device=device, cuda_graph=cuda_graph, path=path, unet=unet)
 

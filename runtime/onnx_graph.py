@@ -61,6 +61,10 @@ def fuse_loop(unet_proto, guided: bool = False):
         raise DdpmEdgeError("the loop is built around a ddpm UNet ONNX (inputs x, t, c; output eps)")
     if any(n.name.startswith(P) or any(o.startswith(P) for o in n.output) for n in graph.node):
         raise DdpmEdgeError(f"UNet graph already uses the {P!r} name prefix")
+    taken = {o for n in graph.node for o in n.output} | {i.name for i in graph.initializer}
+    if taken & set(GUIDED_INPUTS + LOOP_OUTPUTS):
+        raise DdpmEdgeError(f"UNet graph already has tensors named {sorted(taken & set(GUIDED_INPUTS + LOOP_OUTPUTS))}, "
+                            "which the loop graph needs")
 
     x_type, c_type = inputs["x"].type, inputs["c"].type
     # the UNet's t input and eps output become internal tensors; guided, so do its x and c (2N rows)

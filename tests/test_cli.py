@@ -129,18 +129,24 @@ def test_export_bad_input(tmp_path, small_checkpoint):
 
 def test_gpu_loop_from_the_command_line(small_onnx, tmp_path):
     """ddpm-export --gpu-loop --loop-guidance, then ddpm-run --gpu-loop --guidance on the CPU provider:
-    the same sprites as the portable NumPy loop."""
-    loop = tmp_path / "loop.onnx"
-    result = cli("ddpm-export", "--onnx", small_onnx, "--gpu-loop", loop, "--loop-guidance")
+    the same sprites as the portable NumPy loop. The shipped model, whose sprites guidance visibly moves."""
+    from ddpm_edge.runtime.engines import default_model_path
+
+    shipped, loop = default_model_path(), tmp_path / "loop.onnx"
+    result = cli("ddpm-export", "--onnx", shipped, "--gpu-loop", loop, "--loop-guidance")
     assert result.returncode == 0 and "with guidance" in result.stderr, result.stderr
-    common = ["-n", "2", "--sampler", "ddim", "--steps", "5", "--seed", "3", "--guidance", "1.5", "-q",
+    common = ["-n", "2", "--sampler", "ddim", "--steps", "5", "--seed", "3", "--context", "food", "-q",
               "--device", "cpu"]
-    assert cli("ddpm-run", "--engine", loop, "--gpu-loop", *common, "--out", tmp_path / "loop.npy").returncode == 0
-    assert cli("ddpm-run", "--engine", small_onnx, *common, "--out", tmp_path / "numpy.npy").returncode == 0
-    assert np.abs(np.load(tmp_path / "loop.npy") - np.load(tmp_path / "numpy.npy")).max() <= 1e-3
+    for engine, extra, name in ((loop, ["--gpu-loop"], "loop.npy"), (shipped, [], "numpy.npy"),
+                                (shipped, [], "unguided.npy")):
+        guidance = ["--guidance", "0" if name == "unguided.npy" else "1.5"]
+        assert cli("ddpm-run", "--engine", engine, *extra, *common, *guidance, "--out", tmp_path / name).returncode == 0
+    loop_x, numpy_x = np.load(tmp_path / "loop.npy"), np.load(tmp_path / "numpy.npy")
+    assert np.abs(loop_x - numpy_x).max() <= 1e-3
+    assert np.abs(numpy_x - np.load(tmp_path / "unguided.npy")).max() > 0.1      # guidance did reach the loop
     assert_one_line_error(cli("ddpm-export", "--onnx", small_onnx, "--fp16", "--out", tmp_path / "h.onnx",
                               "--loop-guidance"), "give --gpu-loop too")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop.npy", "loop.onnx", "numpy.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop.npy", "loop.onnx", "numpy.npy", "unguided.npy"]
 
 
 class Terminal(io.StringIO):

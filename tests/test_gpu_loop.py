@@ -34,6 +34,14 @@ def test_loop_file_describes_itself(loop_onnx, small_onnx):
     assert loop.spec.sample_shape == (3, 16, 16) and loop.spec.extra.get("graph") == "ddpm-loop/1"
     with pytest.raises(DdpmEdgeError, match="already a fused loop"):
         fuse_loop(onnx.load(str(loop_onnx)))
+    unet = onnx.load(str(small_onnx))
+    old = unet.graph.node[0].output[0]
+    for node in unet.graph.node:                 # a UNet tensor renamed like a loop input
+        for names in (node.input, node.output):
+            names[:] = ["noise" if name == old else name for name in names]
+    onnx.checker.check_model(unet)
+    with pytest.raises(DdpmEdgeError, match=r"tensors named \['noise'\]"):
+        fuse_loop(unet)
 
 
 def test_ddim25_same_seed_same_sprites(loop_onnx, numpy_gen):
@@ -184,9 +192,9 @@ def test_cuda_loop_matches_numpy_loop(loop_onnx, numpy_gen, cuda_graph):  # prag
 def test_cuda_guided_loop_matches_numpy_loop(shipped_onnx, cuda_graph):  # pragma: no cover - GPU only
     numpy_gen = SpriteGenerator(OnnxUnet(shipped_onnx, device="cpu"))
     loop_gen = SpriteGenerator(load_loop(shipped_onnx, device="cuda", cuda_graph=cuda_graph))
-    for n in (16, 16):
-        a = numpy_gen.generate_raw(n, seed=8, sampler="ddim", steps=25, context="animal", guidance=2.0)
-        b = loop_gen.generate_raw(n, seed=8, sampler="ddim", steps=25, context="animal", guidance=2.0)
+    for n, w in ((16, 2.0), (16, 0.5), (5, 2.0)):   # a replayed graph must read the new w
+        a = numpy_gen.generate_raw(n, seed=8, sampler="ddim", steps=25, context="animal", guidance=w)
+        b = loop_gen.generate_raw(n, seed=8, sampler="ddim", steps=25, context="animal", guidance=w)
         assert np.abs(a - b).max() <= 1e-3
 
 

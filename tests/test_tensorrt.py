@@ -123,6 +123,7 @@ def test_timing_cache_is_keyed_by_model_version_and_gpu(fake_gpu, small_onnx, tm
     said = []
     rebuilt = build_engine(small_onnx, tmp_path / "unet.plan", log=said.append)
     assert trt.builds[-1]["cache_layers_before"] == 0 and any("did not fit" in line for line in said)
+    assert not any("timing cache reused" in line for line in said)
     assert json.loads(rebuilt.timing_cache.read_text())["layers"] == 10
 
 
