@@ -38,7 +38,8 @@ def export(
     from .pipeline import run_export
 
     run_export(weights, onnx_in, out, shortcut=shortcut, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
-               gpu_loop=gpu_loop, loop_guidance=loop_guidance, log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
+               gpu_loop=gpu_loop, loop_guidance=loop_guidance,
+               log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
 
 
 def main() -> None:

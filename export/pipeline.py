@@ -12,7 +12,8 @@ from ddpm_edge.runtime.errors import DdpmEdgeError
 
 def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: str = "seed:0", fp16: bool = False,
                trt: Path | None = None, batch: str = "1:16:256", workspace_mib: int = 2048,
-               gpu_loop: Path | None = None, loop_guidance: bool = False, log: Callable[[str], None] = lambda message: None) -> None:
+               gpu_loop: Path | None = None, loop_guidance: bool = False,
+               log: Callable[[str], None] = lambda message: None) -> None:
     if (weights is None) == (onnx_in is None):
         raise DdpmEdgeError("give exactly one of --weights (a checkpoint) or --onnx (an exported unet.onnx)")
     if onnx_in is not None and not (fp16 or trt or gpu_loop):

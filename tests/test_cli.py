@@ -137,10 +137,10 @@ def test_gpu_loop_from_the_command_line(small_onnx, tmp_path):
     assert result.returncode == 0 and "with guidance" in result.stderr, result.stderr
     common = ["-n", "2", "--sampler", "ddim", "--steps", "5", "--seed", "3", "--context", "food", "-q",
               "--device", "cpu"]
-    for engine, extra, name in ((loop, ["--gpu-loop"], "loop.npy"), (shipped, [], "numpy.npy"),
-                                (shipped, [], "unguided.npy")):
-        guidance = ["--guidance", "0" if name == "unguided.npy" else "1.5"]
-        assert cli("ddpm-run", "--engine", engine, *extra, *common, *guidance, "--out", tmp_path / name).returncode == 0
+    for engine, extra, guidance, name in ((loop, ["--gpu-loop"], 1.5, "loop.npy"), (shipped, [], 1.5, "numpy.npy"),
+                                          (shipped, [], 0, "unguided.npy")):
+        result = cli("ddpm-run", "--engine", engine, *extra, *common, "--guidance", guidance, "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr
     loop_x, numpy_x = np.load(tmp_path / "loop.npy"), np.load(tmp_path / "numpy.npy")
     assert np.abs(loop_x - numpy_x).max() <= 1e-3
     assert np.abs(numpy_x - np.load(tmp_path / "unguided.npy")).max() > 0.1      # guidance did reach the loop
