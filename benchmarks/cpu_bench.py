@@ -22,8 +22,8 @@ from ddpm_edge.ddpm_ref.checkpoint import load_checkpoint
 from ddpm_edge.ddpm_ref.model import ContextUnet
 from ddpm_edge.export.onnx_export import export_onnx
 from ddpm_edge.runtime import __version__
-from ddpm_edge.runtime.onnx_backend import OnnxUnet
-from ddpm_edge.runtime.samplers import make_sampler
+from ddpm_edge.runtime.backends.ort import OnnxUnet
+from ddpm_edge.runtime.solvers import make_sampler
 from ddpm_edge.runtime.sampling import SeededNoise, sample
 from ddpm_edge.runtime.schedule import Schedule
 from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)

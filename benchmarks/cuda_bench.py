@@ -7,7 +7,7 @@ Paths (each skipped, with its reason in the table, where its software is missing
     ort-cuda            ONNX Runtime CUDA provider, plain session.run, NumPy step (the portable loop)
     ort-iobinding       + IO binding: device buffers allocated once per batch size
     ort-cudagraph       + CUDA graph capture per batch size
-    gpu-loop            fused UNet + step ONNX, the whole loop on the device (runtime/onnx_cuda.py OrtLoop)
+    gpu-loop            fused UNet + step ONNX, the whole loop on the device (runtime/backends/ort_cuda.py OrtLoop)
     gpu-loop-cudagraph  the same with CUDA graph replay
     trt-fp32, trt-fp16  TensorRT engines (NumPy step), where tensorrt + cuda-python are installed
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpm_edge.runtime.samplers import DDIMSampler, DDPMSampler
+from ddpm_edge.runtime.solvers import DDIMSampler, DDPMSampler
 from ddpm_edge.runtime.sampling import SeededNoise, sample
 from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
@@ -135,7 +135,7 @@ class TorchRunner:
         return self._timed(s["launch"], self.repeats * 4, warmup=3)
 
     def run(self, sampler, n):
-        from ddpm_edge.runtime.onnx_cuda import step_table
+        from ddpm_edge.runtime.backends.ort_cuda import step_table
         torch = self.torch
         s = self._state(n)
         table, noisy = step_table(sampler)
@@ -178,7 +178,7 @@ def environment(cpu_smoke: bool) -> dict:
             pass
     if gpu is None and has_ort_cuda:
         try:
-            from ddpm_edge.runtime.tensorrt_backend import gpu_info, import_cudart
+            from ddpm_edge.runtime.backends.trt import gpu_info, import_cudart
             gpu = gpu_info(import_cudart())["name"]
         except Exception:
             gpu = "CUDA GPU (name unknown: install torch or cuda-python)"
@@ -217,8 +217,8 @@ def prepare(args, workdir: Path, info: dict) -> dict:
 
 
 def make_runner(path: str, files: dict, info: dict, args):
-    from ddpm_edge.runtime.onnx_backend import OnnxUnet
-    from ddpm_edge.runtime.onnx_cuda import OrtIoUnet, load_loop
+    from ddpm_edge.runtime.backends.ort import OnnxUnet
+    from ddpm_edge.runtime.backends.ort_cuda import OrtIoUnet, load_loop
 
     dev, r = info["ort_device"], args.repeats
     if path.startswith("torch"):
@@ -248,7 +248,7 @@ def make_runner(path: str, files: dict, info: dict, args):
             raise Skip("tensorrt / cuda-python not installed")
         if isinstance(plan, Skip):
             raise plan
-        from ddpm_edge.runtime.tensorrt_backend import TensorRTUnet
+        from ddpm_edge.runtime.backends.trt import TensorRTUnet
         return NumpyLoopRunner(TensorRTUnet(plan), r)
     raise Skip("unknown path")
 

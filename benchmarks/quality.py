@@ -28,7 +28,7 @@ from torch import nn
 
 from ddpm_edge.ddpm_ref.dataset import load_dataset, split_indices
 from ddpm_edge.runtime.api import SpriteGenerator
-from ddpm_edge.runtime.images import make_sheet
+from ddpm_edge.runtime.assets.images import make_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 

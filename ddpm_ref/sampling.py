@@ -1,6 +1,6 @@
 """The torch reference of the course's samplers, with injectable noise.
 
-The step formulas deliberately repeat runtime/samplers.py in torch (the course's own code is torch);
+The step formulas deliberately repeat runtime/solvers/ in torch (the course's own code is torch);
 tests feed both identical model outputs and noise. The schedule comes from the NumPy runtime.
 """
 from __future__ import annotations

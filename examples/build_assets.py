@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ddpm_edge.runtime.api import GenerationParams, SpriteGenerator
 from ddpm_edge.runtime.errors import DdpmEdgeError
-from ddpm_edge.runtime.outputs import SheetLayout, Targets, write_outputs
-from ddpm_edge.runtime.pngmeta import read_record
+from ddpm_edge.runtime.assets.outputs import SheetLayout, Targets, write_outputs
+from ddpm_edge.runtime.assets.records import read_record
 
 
 def up_to_date(sheet: Path, params: GenerationParams, layout: SheetLayout, model_sha256: str) -> bool:

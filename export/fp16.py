@@ -27,7 +27,7 @@ from ddpm_edge.runtime.contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
-from ddpm_edge.runtime.onnx_graph import checked
+from ddpm_edge.runtime.backends.loop_graph import checked
 
 from .onnx_export import read_onnx
 
@@ -113,8 +113,8 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak_to_peak: float = 2.0) -> 
 def gate_psnr(fp32_path, fp16_path, n: int = GATE_SAMPLES, steps: int = GATE_STEPS, seed: int = GATE_SEED,
               device: str = "cpu") -> float:
     """DDIM-`steps` with the same noise and contexts through both graphs → PSNR (dB) of fp16 vs fp32."""
-    from ddpm_edge.runtime.onnx_backend import OnnxUnet
-    from ddpm_edge.runtime.samplers import DDIMSampler
+    from ddpm_edge.runtime.backends.ort import OnnxUnet
+    from ddpm_edge.runtime.solvers import DDIMSampler
     from ddpm_edge.runtime.sampling import SeededNoise, sample
 
     ref, test = OnnxUnet(fp32_path, device=device), OnnxUnet(fp16_path, device=device)

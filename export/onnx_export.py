@@ -99,7 +99,7 @@ def compare_with_torch(onnx_path, model, spec: ModelSpec, batches=VALIDATION_BAT
     """Max abs difference between ONNX Runtime and torch eps on fresh random inputs, per batch size."""
     import torch
 
-    from ddpm_edge.runtime.onnx_backend import OnnxUnet
+    from ddpm_edge.runtime.backends.ort import OnnxUnet
 
     unet = OnnxUnet(onnx_path, device=device)
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed

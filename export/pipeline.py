@@ -24,7 +24,7 @@ def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: 
         raise DdpmEdgeError("--fp16 writes to --out; give an --out other than the --onnx it reads")
     if trt is not None:
         from .tensorrt_build import parse_batch
-        from ddpm_edge.runtime.tensorrt_backend import import_cudart, import_tensorrt
+        from ddpm_edge.runtime.backends.trt import import_cudart, import_tensorrt
         parse_batch(batch)
         import_tensorrt("--trt (TensorRT engine build)")  # fail before any export work when absent
         import_cudart()

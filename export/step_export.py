@@ -1,5 +1,5 @@
 """`ddpm-export --gpu-loop`: write the UNet + sampler step fused into one ONNX graph, for the
-device-resident sampling loop (the graph itself: runtime/onnx_graph.py)."""
+device-resident sampling loop (the graph itself: runtime/backends/loop_graph.py)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ddpm_edge.runtime.files import atomic_path, check_writable
-from ddpm_edge.runtime.onnx_graph import LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop  # noqa: F401 (re-exported)
+from ddpm_edge.runtime.backends.loop_graph import LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop  # noqa: F401 (re-exported)
 
 from .onnx_export import read_onnx
 

@@ -9,7 +9,7 @@
     workspace    the builder's memory limit (MemoryPoolType.WORKSPACE)
     timing cache beside the plan, named by a key over (source ONNX sha256, TensorRT version, GPU name,
                  compute capability): another model, TensorRT or GPU gets its own file, never a stale one.
-    sidecar      unet.plan.json (runtime/tensorrt_backend.py): checked at load.
+    sidecar      unet.plan.json (runtime/backends/trt.py): checked at load.
 
 Plan and sidecar are written atomically, together; nothing is left behind on failure.
 """
@@ -26,7 +26,7 @@ from ddpm_edge.runtime.contract import ModelSpec
 from .onnx_export import read_onnx
 from ddpm_edge.runtime.errors import DdpmEdgeError
 from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes, check_writable, sha256_file
-from ddpm_edge.runtime.tensorrt_backend import (gpu_info, import_cudart, import_tensorrt, make_sidecar,
+from ddpm_edge.runtime.backends.trt import (gpu_info, import_cudart, import_tensorrt, make_sidecar,
                                                 sidecar_path, trt_major)
 
 DEFAULT_BATCH = (1, 16, 256)

@@ -1,7 +1,7 @@
 """ddpm-edge runtime: torch-free sampling of the course's ContextUnet through ONNX Runtime or TensorRT."""
 from .errors import DdpmEdgeError
 from .schedule import Schedule
-from .samplers import DDIMSampler, DDPMSampler, make_sampler
+from .solvers import DDIMSampler, DDPMSampler, make_sampler
 from .sampling import InjectedNoise, SeededNoise, guided, sample
 
 try:

@@ -1,7 +1,7 @@
 """The embedding API: load a model once, generate sprites many times.
 
     from ddpm_edge.runtime.api import GenerationParams, SpriteGenerator
-    from ddpm_edge.runtime.outputs import SheetLayout, Targets, write_outputs
+    from ddpm_edge.runtime.assets.outputs import SheetLayout, Targets, write_outputs
     gen = SpriteGenerator.load()                      # shipped default, or a path to .onnx / .plan
     sprites = gen.generate(16, context="food", seed=1, sampler="ddim", steps=25)   # uint8 [16,H,W,C]
     sprites = gen.generate(16, seed=1, background="transparent")                   # uint8 [16,H,W,C+1]
@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .background import DEFAULT_TOLERANCE, apply_background, check_tolerance, parse_background
+from .assets.background import DEFAULT_TOLERANCE, apply_background, check_tolerance, parse_background
 from .contract import ModelSpec
-from .engines import default_model_path, load_unet
+from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
 from .files import sha256_file
-from .images import to_uint8
-from .outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
+from .assets.images import to_uint8
+from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
 from .params import GenerationParams
-from .pngmeta import read_record
-from .samplers import make_sampler
+from .assets.records import read_record
+from .solvers import make_sampler
 from .sampling import Progress, SeededNoise, guided, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
@@ -86,8 +86,8 @@ class SpriteGenerator:
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto",
              max_batch: int | None = None, io_binding: bool = False, cuda_graph: bool = False,
              gpu_loop: bool = False) -> "SpriteGenerator":
-        if io_binding or cuda_graph or gpu_loop:  # ONNX Runtime with device buffers (runtime/onnx_cuda.py)
-            from .onnx_cuda import load_gpu_backend
+        if io_binding or cuda_graph or gpu_loop:  # ONNX Runtime with device buffers (runtime/backends/ort_cuda.py)
+            from .backends.ort_cuda import load_gpu_backend
             return cls(load_gpu_backend(path, device=device, io_binding=io_binding, cuda_graph=cuda_graph,
                                         gpu_loop=gpu_loop, max_batch=max_batch))
         return cls(load_unet(path, device=device, max_batch=max_batch))
@@ -105,7 +105,7 @@ class SpriteGenerator:
         step_sampler = make_sampler(sampler, schedule, steps)
         c = parse_context(self.spec, context, n, seed)
         noise = noise if noise is not None else SeededNoise(seed)
-        loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/onnx_cuda.py)
+        loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/backends/ort_cuda.py)
         if loop is not None:
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
                 return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,

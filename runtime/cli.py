@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 
 from .api import render
-from .background import DEFAULT_TOLERANCE
+from .assets.background import DEFAULT_TOLERANCE
 from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
-from .outputs import DEFAULT_FRAME_MS, Targets
+from .assets.outputs import DEFAULT_FRAME_MS, Targets
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .background import DEFAULT_TOLERANCE, check_tolerance, parse_background
+from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
-from .samplers import DEFAULT_DDIM_STEPS, SAMPLERS
+from .solvers import DEFAULT_DDIM_STEPS, SAMPLERS
 
 MAX_SAMPLES = 1 << 20
 SEED_BITS = 32

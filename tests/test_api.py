@@ -12,8 +12,8 @@ from PIL import Image
 
 from ddpm_edge.runtime.api import GenerationParams, SpriteGenerator, render
 from ddpm_edge.runtime.errors import Cancelled, DdpmEdgeError
-from ddpm_edge.runtime.outputs import SheetLayout, Targets
-from ddpm_edge.runtime.pngmeta import read_record
+from ddpm_edge.runtime.assets.outputs import SheetLayout, Targets
+from ddpm_edge.runtime.assets.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(sampler="ddim", steps=3)

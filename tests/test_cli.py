@@ -130,7 +130,7 @@ def test_export_bad_input(tmp_path, small_checkpoint):
 def test_gpu_loop_from_the_command_line(small_onnx, tmp_path):
     """ddpm-export --gpu-loop --loop-guidance, then ddpm-run --gpu-loop --guidance on the CPU provider:
     the same sprites as the portable NumPy loop. The shipped model, whose sprites guidance visibly moves."""
-    from ddpm_edge.runtime.engines import default_model_path
+    from ddpm_edge.runtime.backends import default_model_path
 
     shipped, loop = default_model_path(), tmp_path / "loop.onnx"
     result = cli("ddpm-export", "--onnx", shipped, "--gpu-loop", loop, "--loop-guidance")

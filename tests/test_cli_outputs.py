@@ -12,7 +12,7 @@ from PIL import Image, ImageSequence
 from typer.testing import CliRunner
 
 from ddpm_edge.runtime.cli import app
-from ddpm_edge.runtime.pngmeta import read_record
+from ddpm_edge.runtime.assets.records import read_record
 from ddpm_edge.runtime.schedule import Schedule, ddim_timesteps
 
 FAST = ["--sampler", "ddim", "--steps", "6"]

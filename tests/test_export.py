@@ -10,7 +10,7 @@ from ddpm_edge.export.onnx_export import example_inputs, export_onnx
 from ddpm_edge.runtime.contract import ModelSpec
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed
 from ddpm_edge.runtime.files import sha256_file
-from ddpm_edge.runtime.onnx_backend import OnnxUnet
+from ddpm_edge.runtime.backends.ort import OnnxUnet
 
 from conftest import make_course_checkpoint
 

@@ -8,7 +8,7 @@ onnx = pytest.importorskip("onnx")
 
 from ddpm_edge.export.fp16 import MIN_PSNR, export_fp16, psnr, spec_of, to_fp16  # noqa: E402
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed  # noqa: E402
-from ddpm_edge.runtime.onnx_backend import OnnxUnet  # noqa: E402
+from ddpm_edge.runtime.backends.ort import OnnxUnet  # noqa: E402
 from onnx import TensorProto, numpy_helper  # noqa: E402
 
 

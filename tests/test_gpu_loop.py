@@ -8,11 +8,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from ddpm_edge.export.step_export import export_loop, fuse_loop  # noqa: E402
-from ddpm_edge.runtime import onnx_cuda  # noqa: E402
+from ddpm_edge.runtime.backends import ort_cuda as onnx_cuda  # noqa: E402
 from ddpm_edge.runtime.api import SpriteGenerator  # noqa: E402
 from ddpm_edge.runtime.errors import Cancelled, DdpmEdgeError, MissingDependency  # noqa: E402
-from ddpm_edge.runtime.onnx_backend import OnnxUnet  # noqa: E402
-from ddpm_edge.runtime.onnx_cuda import OrtIoUnet, is_loop_model, load_gpu_backend, load_loop  # noqa: E402
+from ddpm_edge.runtime.backends.ort import OnnxUnet  # noqa: E402
+from ddpm_edge.runtime.backends.ort_cuda import OrtIoUnet, is_loop_model, load_gpu_backend, load_loop  # noqa: E402
 from ddpm_edge.runtime.sampling import InjectedNoise  # noqa: E402
 
 HAS_CUDA = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()
@@ -84,7 +84,7 @@ def test_progress_and_cancel(loop_onnx):
 def shipped_onnx():
     """The shipped trained model: its output depends on the context, so guidance visibly matters (in
     the small random model it moves sprites by less than the parity tolerance)."""
-    from ddpm_edge.runtime.engines import default_model_path
+    from ddpm_edge.runtime.backends import default_model_path
 
     return default_model_path()
 

@@ -11,7 +11,7 @@ from ddpm_edge.ddpm_ref.sampling import sample_ddim, sample_ddpm  # noqa: E402
 from ddpm_edge.runtime.api import SpriteGenerator  # noqa: E402
 from ddpm_edge.runtime.contract import ModelSpec  # noqa: E402
 from ddpm_edge.runtime.errors import DdpmEdgeError  # noqa: E402
-from ddpm_edge.runtime.samplers import DDIMSampler, DDPMSampler  # noqa: E402
+from ddpm_edge.runtime.solvers import DDIMSampler, DDPMSampler  # noqa: E402
 from ddpm_edge.runtime.sampling import InjectedNoise, guided, sample  # noqa: E402
 from ddpm_edge.runtime.schedule import Schedule  # noqa: E402
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from ddpm_edge.runtime import outputs
-from ddpm_edge.runtime.background import apply_background, background_mask, parse_background
+from ddpm_edge.runtime.assets import outputs
+from ddpm_edge.runtime.assets.background import apply_background, background_mask, parse_background
 from ddpm_edge.runtime.errors import DdpmEdgeError
-from ddpm_edge.runtime.outputs import (Batch, SheetLayout, Targets, atlas_dict, save_animation, save_atlas,
+from ddpm_edge.runtime.assets.outputs import (Batch, SheetLayout, Targets, atlas_dict, save_animation, save_atlas,
                                        save_each, save_sheet, sprite_names, write_outputs)
 from ddpm_edge.runtime.params import GenerationParams
-from ddpm_edge.runtime.pngmeta import read_record
+from ddpm_edge.runtime.assets.records import read_record
 
 BG = np.array([205, 225, 240])
 

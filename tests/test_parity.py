@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch")
 
 from ddpm_edge.ddpm_ref import sampling as ref
 from ddpm_edge.ddpm_ref.checkpoint import load_checkpoint
-from ddpm_edge.runtime.onnx_backend import OnnxUnet
-from ddpm_edge.runtime.samplers import DDIMSampler, DDPMSampler
+from ddpm_edge.runtime.backends.ort import OnnxUnet
+from ddpm_edge.runtime.solvers import DDIMSampler, DDPMSampler
 from ddpm_edge.runtime.sampling import InjectedNoise, sample
 from ddpm_edge.runtime.schedule import Schedule
 

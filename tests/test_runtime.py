@@ -11,7 +11,7 @@ import pytest
 from ddpm_edge.runtime.api import SpriteGenerator, parse_context
 from ddpm_edge.runtime.contract import ModelSpec
 from ddpm_edge.runtime.errors import Cancelled, DdpmEdgeError
-from ddpm_edge.runtime.onnx_backend import OnnxUnet
+from ddpm_edge.runtime.backends.ort import OnnxUnet
 
 
 def strip_metadata(src, dst, fixed_batch=None):

@@ -14,10 +14,10 @@ from fakes.fake_cuda import install_cudart, make_fake_cudart
 from fakes.fake_tensorrt import install_tensorrt, make_fake_tensorrt
 
 from ddpm_edge.runtime.api import SpriteGenerator
-from ddpm_edge.runtime.engines import load_unet
+from ddpm_edge.runtime.backends import load_unet
 from ddpm_edge.runtime.errors import DdpmEdgeError, MissingDependency
-from ddpm_edge.runtime.onnx_backend import OnnxUnet
-from ddpm_edge.runtime.tensorrt_backend import TensorRTUnet, sidecar_path
+from ddpm_edge.runtime.backends.ort import OnnxUnet
+from ddpm_edge.runtime.backends.trt import TensorRTUnet, sidecar_path
 
 pytest.importorskip("onnx")
 from ddpm_edge.export.tensorrt_build import build_engine, parse_batch  # noqa: E402

@@ -207,7 +207,7 @@ def test_shipped_weights_are_weights_only_and_describe_themselves():
     assert ckpt.class_names == ("face", "person", "animal", "food", "object")
     assert ckpt.extra["dataset_sha256"] == ds.load_dataset(Path(ds.__file__).parent / "data").sha256
     if (WEIGHTS / "unet.onnx").is_file():
-        from ddpm_edge.runtime.onnx_backend import OnnxUnet
+        from ddpm_edge.runtime.backends.ort import OnnxUnet
 
         unet = OnnxUnet(WEIGHTS / "unet.onnx", device="cpu")
         assert unet.spec.context_names == ckpt.class_names and unet.spec.source_sha256 == ckpt.sha256

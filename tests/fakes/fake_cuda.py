@@ -1,4 +1,4 @@
-"""A stand-in for `cuda.bindings.runtime` (CUDA Python): the calls runtime/tensorrt_backend.py makes,
+"""A stand-in for `cuda.bindings.runtime` (CUDA Python): the calls runtime/backends/trt.py makes,
 with the real calling convention (every call returns a tuple whose first item is a cudaError_t).
 "Device" memory is host memory from ctypes, so copies are real `memmove`s that tests can check."""
 from __future__ import annotations

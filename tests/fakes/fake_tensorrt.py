@@ -1,5 +1,5 @@
 """A stand-in for the `tensorrt` Python module (10.x and 11.x): exactly the builder and runtime calls
-export/tensorrt_build.py and runtime/tensorrt_backend.py make. A "plan" is a JSON header plus the ONNX
+export/tensorrt_build.py and runtime/backends/trt.py make. A "plan" is a JSON header plus the ONNX
 bytes; its execution context runs that ONNX with ONNX Runtime's CPU provider, reading inputs from and
 writing eps to the "device" addresses given by set_tensor_address (fake_cuda memory), so the backend's
 shapes, copies, chunking and padding are checked for real.

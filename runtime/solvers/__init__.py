@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DdpmEdgeError
-from .schedule import Schedule, ddim_timesteps, ddpm_timesteps
+from ..errors import DdpmEdgeError
+from ..schedule import Schedule, ddim_timesteps, ddpm_timesteps
 
 SAMPLERS = ("ddpm", "ddim")
 DEFAULT_DDIM_STEPS = 25

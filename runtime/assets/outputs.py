@@ -5,7 +5,7 @@
     each     DIR/food_003.png …  one PNG per sprite
     anim     denoise.gif   the denoising as an animation (.gif, or .png/.apng for a lossless APNG)
 
-Every PNG carries the batch's generation record (pngmeta.py). `save_*` write one output atomically;
+Every PNG carries the batch's generation record (records.py). `save_*` write one output atomically;
 `write_outputs` writes a whole set so that either all of it appears or none does.
 """
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image, ImageColor
 
 from .background import TRANSPARENT
-from .errors import DdpmEdgeError
-from .files import atomic_path, check_writable
+from ..errors import DdpmEdgeError
+from ..files import atomic_path, check_writable
 from .images import grid_shape, make_sheet, sheet_geometry, to_image
-from .params import GenerationParams
-from .pngmeta import png_info
+from ..params import GenerationParams
+from .records import png_info
 
 DEFAULT_FRAME_MS = 60     # each denoising frame of the animation
 FINAL_FRAME_MS = 1500     # the finished sprites stay up this long before the loop restarts
@@ -222,7 +222,7 @@ def save_sheet(path, sprites: np.ndarray, layout: SheetLayout = SheetLayout(), r
 def save_atlas(path, names: list[str], sprite_size: tuple[int, int], layout: SheetLayout, image_name: str,
                channels: int = 4) -> Path:
     """The TexturePacker JSON (hash) atlas for a sheet written with the same names and layout."""
-    from . import __version__
+    from .. import __version__
     with atomic_path(path) as tmp:
         _write_atlas(tmp, atlas_dict(names, sprite_size, layout, image_name, channels, __version__))
     return Path(path)

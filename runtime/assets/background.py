@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import ImageColor
 
-from .errors import DdpmEdgeError
+from ..errors import DdpmEdgeError
 
 TRANSPARENT = "transparent"
 DEFAULT_TOLERANCE = 32

@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import DdpmEdgeError
+from ..errors import DdpmEdgeError
 
 ONNX_SUFFIXES = (".onnx",)
 TENSORRT_SUFFIXES = (".plan", ".engine", ".trt")
@@ -26,9 +26,9 @@ def load_unet(path: str | os.PathLike | None = None, device: str = "auto", max_b
     path = default_model_path() if path is None else Path(path)
     suffix = path.suffix.lower()
     if suffix in TENSORRT_SUFFIXES:
-        from .tensorrt_backend import TensorRTUnet
+        from .trt import TensorRTUnet
         return TensorRTUnet(path, max_batch=max_batch)
     if suffix in ONNX_SUFFIXES:
-        from .onnx_backend import OnnxUnet
+        from .ort import OnnxUnet
         return OnnxUnet(path, device=device, max_batch=max_batch)
     raise DdpmEdgeError(f"unknown model type {path.name!r}: expected .onnx, or a TensorRT .plan/.engine")

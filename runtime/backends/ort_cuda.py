@@ -6,7 +6,7 @@ Three ways to run, fastest last (the NumPy loop with `OnnxUnet` stays the portab
                 allocated once per batch size and bound with IO binding; with `cuda_graph` the CUDA
                 provider captures the UNet once per batch size (one session per batch size, because a
                 captured graph is fixed to its shapes and addresses) and replays it afterwards.
-    OrtLoop     the fused UNet + step graph (onnx_graph.py): one run per timestep, x and the
+    OrtLoop     the fused UNet + step graph (loop_graph.py): one run per timestep, x and the
                 step counter k ping-pong between two device buffers, so the host only launches runs.
                 All noise is drawn up front on the host, in the same order as `sample()` with
                 `SeededNoise` (x_T, then z for each step that needs one), and uploaded in blocks.
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES, run_chunked
-from .errors import Cancelled, DdpmEdgeError, MissingDependency
-from .files import HashedFile
-from .onnx_backend import _import_ort, open_session, providers_for, session_spec
-from .onnx_graph import GUIDED, GUIDED_INPUTS, LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop
+from ..contract import INPUT_NAMES, OUTPUT_NAMES, run_chunked
+from ..errors import Cancelled, DdpmEdgeError, MissingDependency
+from ..files import HashedFile
+from .ort import _import_ort, open_session, providers_for, session_spec
+from .loop_graph import GUIDED, GUIDED_INPUTS, LOOP_GRAPH, LOOP_INPUTS, LOOP_OUTPUTS, fuse_loop
 
 NOISE_BLOCK_BYTES = 1 << 30       # pre-drawn noise uploaded per block of at most this size
 
@@ -294,7 +294,7 @@ def load_loop(path: str | os.PathLike, device: str = "auto", cuda_graph: bool = 
 def load_gpu_backend(path: str | os.PathLike | None, device: str = "auto", io_binding: bool = False,
                      cuda_graph: bool = False, gpu_loop: bool = False, max_batch: int | None = None):
     """The backend behind `ddpm-run --io-binding / --cuda-graph / --gpu-loop`."""
-    from .engines import default_model_path
+    from . import default_model_path
 
     path = default_model_path() if path is None else Path(path)
     if path.suffix.lower() != ".onnx":

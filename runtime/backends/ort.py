@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
-from .errors import DdpmEdgeError, MissingDependency
-from .files import HashedFile
+from ..contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
+from ..errors import DdpmEdgeError, MissingDependency
+from ..files import HashedFile
 
 DEVICES = ("auto", "cpu", "cuda")
 

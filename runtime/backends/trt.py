@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
-from .errors import DdpmEdgeError, MissingDependency
-from .files import sha256_file
+from ..contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
+from ..errors import DdpmEdgeError, MissingDependency
+from ..files import sha256_file
 
 SIDECAR_FORMAT = "ddpm-edge-trt/1"
 TENSOR_NAMES = (*INPUT_NAMES, *OUTPUT_NAMES)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .errors import DdpmEdgeError
+from ..errors import DdpmEdgeError
 
 CHUNK_KEY = "ddpm-edge"
 RECORD_FORMAT = "ddpm-edge-params/1"

@@ -18,7 +18,7 @@ A guided graph (metadata guidance = "cfg") does classifier-free guidance in the 
 runtime/sampling.py `guided`: one UNet call on 2N rows [x; x], [c; 0], then
 eps = (1 + w)·eps[:N] − w·eps[N:]. It costs two UNet rows per sprite at any w, so it is a separate graph.
 
-The row coefficients cover both samplers (runtime/onnx_cuda.py `step_table` fills them in float64):
+The row coefficients cover both samplers (runtime/backends/ort_cuda.py `step_table` fills them in float64):
 
     DDPM   a = 1/√α_i,  b = (1 − α_i)/√(1 − ᾱ_i),  d = 0,           s = √β_i (0 at i = 1)
     DDIM   a = √ᾱ_prev/√ᾱ_i,  b = √(1 − ᾱ_i),  d = √(1 − ᾱ_prev),  s = 0
@@ -32,8 +32,8 @@ fused model; `ddpm-run --gpu-loop` on a plain UNet fuses it in memory.
 """
 from __future__ import annotations
 
-from .contract import INPUT_NAMES, OUTPUT_NAMES
-from .errors import DdpmEdgeError
+from ..contract import INPUT_NAMES, OUTPUT_NAMES
+from ..errors import DdpmEdgeError
 
 LOOP_GRAPH = "ddpm-loop/1"    # metadata "graph" of a fused loop model
 LOOP_INPUTS = ("x", "c", "noise", "table", "k")
