@@ -34,7 +34,7 @@ from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_out
 from .params import GenerationParams
 from .assets.records import read_record
 from .solvers import make_sampler
-from .sampling import Progress, SeededNoise, guided, sample
+from .sampling import DEFAULT_RNG, Progress, guided, make_noise, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
@@ -98,13 +98,14 @@ class SpriteGenerator:
 
     def generate_raw(self, n: int, context=None, seed: int | None = None, sampler: str = "ddpm",
                      steps: int | None = None, guidance: float = 0.0, noise=None,
-                     progress: Progress | None = None) -> np.ndarray:
-        """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py)."""
-        GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance)  # the one set of checks
+                     progress: Progress | None = None, rng: str = DEFAULT_RNG) -> np.ndarray:
+        """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py);
+        otherwise it comes from `seed` through the generator `rng` (pcg64 or philox)."""
+        GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance, rng=rng)  # one set of checks
         schedule = self.spec.schedule
         step_sampler = make_sampler(sampler, schedule, steps)
         c = parse_context(self.spec, context, n, seed)
-        noise = noise if noise is not None else SeededNoise(seed)
+        noise = noise if noise is not None else make_noise(rng.lower(), seed)
         loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/backends/ort_cuda.py)
         if loop is not None:
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
@@ -116,13 +117,14 @@ class SpriteGenerator:
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = "ddpm",
                  steps: int | None = None, guidance: float = 0.0, background: str | None = None,
-                 tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None) -> np.ndarray:
+                 tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None,
+                 rng: str = DEFAULT_RNG) -> np.ndarray:
         """uint8 sprites [n, H, W, C]: as drawn (background None), with the background keyed to alpha
         ("transparent": [n, H, W, C+1]) or replaced by a colour ("white", "#RRGGBB"). Other keywords
         as `generate_raw`."""
         background, tolerance = parse_background(background), check_tolerance(tolerance)   # fail before sampling
         samples = self.generate_raw(n, context=context, seed=seed, sampler=sampler, steps=steps,
-                                    guidance=guidance, noise=noise, progress=progress)
+                                    guidance=guidance, noise=noise, progress=progress, rng=rng)
         return apply_background(to_uint8(samples), background, tolerance)
 
     def generate_batch(self, params: GenerationParams, frames_every: int | str | None = None,
@@ -148,7 +150,7 @@ class SpriteGenerator:
         on_step.every = frames_every    # steps a device-resident loop must report x at
 
         samples = self.generate_raw(params.n, context=params.context, seed=params.seed, sampler=params.sampler,
-                                    steps=params.steps, guidance=params.guidance,
+                                    steps=params.steps, guidance=params.guidance, rng=params.rng,
                                     progress=on_step if frames_every or progress else None)
         sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
         from . import __version__

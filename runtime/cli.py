@@ -15,6 +15,11 @@ from .assets.outputs import DEFAULT_FRAME_MS, Targets
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
 
+class RngName(str, Enum):
+    pcg64 = "pcg64"
+    philox = "philox"
+
+
 class SamplerName(str, Enum):
     ddpm = "ddpm"
     ddim = "ddim"
@@ -32,6 +37,8 @@ def run(
                                           help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
                                                         "(default 0)"),
+    rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's) or philox (portable: "
+                                                            "the same noise in the browser)"),
     out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="sprite sheet .png, or .npy for raw float32 samples"),
     scale: Optional[int] = typer.Option(None, help="nearest-neighbour upscale of each sprite (default 4)"),
     cols: Optional[int] = typer.Option(None, help="sprites per row (default: square grid)"),
@@ -70,7 +77,7 @@ def run(
                        load_options=dict(device=device.value, max_batch=max_batch, io_binding=io_binding,
                                          cuda_graph=cuda_graph, gpu_loop=gpu_loop),
                        n=n, sampler=sampler.value if sampler else None, steps=steps, seed=seed, context=context,
-                       guidance=guidance, background=background, tolerance=tolerance,
+                       guidance=guidance, rng=rng.value if rng else None, background=background, tolerance=tolerance,
                        cols=cols, scale=scale, padding=padding)
     finally:
         close()

@@ -13,10 +13,12 @@ import numpy as np
 
 from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
+from .sampling import DEFAULT_RNG, RNGS
 from .solvers import DEFAULT_DDIM_STEPS, SAMPLERS
 
 MAX_SAMPLES = 1 << 20
 SEED_BITS = 32
+RECORD_DEFAULTS = {"rng": "pcg64"}   # fields added after a record format: what older records meant
 
 
 def _is_int(value) -> bool:
@@ -37,6 +39,7 @@ class GenerationParams:
     guidance: float = 0.0
     background: str | None = None
     tolerance: int = DEFAULT_TOLERANCE
+    rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
@@ -48,6 +51,9 @@ class GenerationParams:
             raise DdpmEdgeError(f"steps must be a positive integer, got {self.steps!r}")
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             raise DdpmEdgeError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.rng, str) or self.rng.lower() not in RNGS:
+            raise DdpmEdgeError(f"unknown noise generator {self.rng!r}; choose one of {', '.join(RNGS)}")
+        object.__setattr__(self, "rng", self.rng.lower())
         if isinstance(self.context, np.ndarray):
             object.__setattr__(self, "context", self.context.tolist())
         if self.context is not None and not isinstance(self.context, (str, list, tuple)):
@@ -76,6 +82,7 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
+        record = {**RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in record]
         if missing:

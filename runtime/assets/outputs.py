@@ -103,7 +103,10 @@ class Batch:
 
     def record(self, layout: SheetLayout) -> dict:
         """The generation record every PNG of this batch carries."""
-        return {**self.params.as_dict(), **layout.fixed(len(self.sprites)).as_dict(),
+        params = self.params.as_dict()
+        if params.get("rng") == "pcg64":
+            del params["rng"]   # records without "rng" are pcg64: older records stay byte for byte
+        return {**params, **layout.fixed(len(self.sprites)).as_dict(),
                 "model": self.model_path, "model_sha256": self.model_sha256, "version": self.version}
 
 
