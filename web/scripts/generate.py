@@ -62,6 +62,20 @@ def fake_unet(x, t, c):
     return (x * np.float32(0.5) + bias).astype(np.float32)
 
 
+def solver_cases(spacings: list[str]) -> list[tuple]:
+    """(sampler, steps, guidance, make_sampler options) of the whole-loop goldens: every solver the Python
+    runtime has, every spacing, DDIM with η."""
+    cases = [("ddim", 7, 0.0, {}), ("ddim", 10, 2.0, {}), ("ddpm", None, 0.0, {})]
+    for name in solvers.SAMPLERS:
+        if name in ("ddpm", "ddim"):
+            continue
+        cases += [(name, 20, 0.0, {})] + [(name, 10, 2.0, {"spacing": sp} if sp != "uniform" else {}) for sp in spacings]
+    if len(spacings) > 1:
+        cases += [("ddim", 10, 2.0, {"eta": 0.5}), ("ddim", 12, 0.0, {"eta": 1.0, "spacing": spacings[1]}),
+                  ("ddim", 5, 0.0, {"spacing": spacings[-1]})]
+    return cases
+
+
 def golden() -> dict:
     g = np.random.default_rng(20261124)
     shape = (2, 3, 2, 2)
@@ -97,13 +111,17 @@ def golden() -> dict:
                        "eps": floats(guided(fake_unet, 2.0)(x, t, c))}
     edges = np.array([-1.5, -1, -0.9999, 1 / 255 - 1, 0, 0.5 / 127.5, 1.5 / 127.5, 0.999, 1, 7], dtype=np.float32)
     out["to_uint8"] = {"x": floats(edges), "out": to_uint8(edges.reshape(1, 1, 1, -1)).reshape(-1).tolist()}
+    spacings = list(getattr(solvers, "SPACINGS", ("uniform",)))
+    make_timesteps = getattr(solvers, "make_timesteps", lambda s, steps, spacing: ddim_timesteps(s, steps))
+    out["schedule"]["timesteps"] = {spacing: {str(n): make_timesteps(schedule, n, spacing) for n in (1, 7, 10, 25, 60, 500)}
+                                    for spacing in spacings}
     loops = []
-    for name, n_steps, w in (("ddim", 7, 0.0), ("ddim", 10, 2.0), ("ddpm", None, 0.0)):
-        sampler = solvers.make_sampler(name, schedule, n_steps)
-        c = np.eye(5, dtype=np.float32)[[2, 0]]
+    c = np.eye(5, dtype=np.float32)[[2, 0]]
+    for name, n_steps, w, options in solver_cases(spacings):
+        sampler = solvers.make_sampler(name, schedule, n_steps, **options)
         x0 = sample(guided(fake_unet, w), sampler, shape, c, noise=PhiloxNoise(11))
         loops.append({"sampler": name, "steps": n_steps, "guidance": w, "seed": 11, "c": floats(c),
-                      "out": floats(x0)})
+                      "options": options, "out": floats(x0)})
     out["loops"] = loops
     layout = SheetLayout(cols=3, scale=2, padding=1)
     names = sprite_names(["food"] * 4 + ["sprite", "mix"])
