@@ -15,10 +15,12 @@ from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_backgro
 from .errors import DdpmEdgeError
 from .limits import MAX_N, MAX_SEED, MAX_T
 from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
+from .sampling import DEFAULT_RNG, RNGS
 
 MAX_SAMPLES = MAX_N
 SEED_BITS = 32
-SOLVER_RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform"}   # what records without these fields meant
+# fields added after record format /1: what older records meant
+RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}
 
 
 def _is_number(value) -> bool:
@@ -56,6 +58,7 @@ class GenerationParams:
     tolerance: int = DEFAULT_TOLERANCE
     eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
     spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
+    rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
@@ -68,6 +71,9 @@ class GenerationParams:
             raise DdpmEdgeError(f"steps must be an integer from 1 to {MAX_T}, got {self.steps!r}")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
             raise DdpmEdgeError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed!r}")
+        if not isinstance(self.rng, str) or self.rng.lower() not in RNGS:
+            raise DdpmEdgeError(f"unknown noise generator {self.rng!r}; choose one of {', '.join(RNGS)}")
+        object.__setattr__(self, "rng", self.rng.lower())
         if isinstance(self.context, np.ndarray):
             object.__setattr__(self, "context", self.context.tolist())
         if self.context is not None and not isinstance(self.context, (str, list, tuple)):
@@ -98,7 +104,7 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
-        record = {**SOLVER_RECORD_DEFAULTS, **record}
+        record = {**RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in record]
         if missing:
