@@ -29,6 +29,21 @@ class SeededNoise:
         return self.rng.standard_normal(shape, dtype=np.float32)
 
 
+RNGS = ("pcg64", "philox")
+DEFAULT_RNG = "pcg64"
+
+
+def make_noise(rng: str, seed: int | None):
+    """The loop's noise source by record name: "pcg64" (SeededNoise, NumPy's default_rng, the stream of
+    every record without an "rng" field) or "philox" (runtime/rng.py, the same noise in the browser)."""
+    if rng == "pcg64":
+        return SeededNoise(seed)
+    if rng == "philox":
+        from .rng import PhiloxNoise
+        return PhiloxNoise(seed)
+    raise DdpmEdgeError(f"unknown noise generator {rng!r}; choose one of {', '.join(RNGS)}")
+
+
 class InjectedNoise:
     """Fixed draws: `x_T` [N,C,H,W] and `z` [K,N,C,H,W], z[k] used at the k-th timestep."""
 
