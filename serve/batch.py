@@ -229,8 +229,11 @@ def batch(
     workers: Optional[int] = typer.Option(None, help="shards generated at once (default: one per CPU)"),
     threads: int = typer.Option(1, help="ONNX Runtime threads per worker"),
     engine: Optional[Path] = typer.Option(None, "--engine", "-e", help="unet.onnx; default: the shipped model"),
-    sampler: Optional[str] = typer.Option(None, help="ddpm (default) or ddim, as ddpm-run"),
-    steps: Optional[int] = typer.Option(None, help="sampler steps, as ddpm-run"),
+    sampler: Optional[str] = typer.Option(None, help="the solver, as ddpm-run --sampler"),
+    steps: Optional[int] = typer.Option(None, help="solver steps, as ddpm-run"),
+    eta: Optional[float] = typer.Option(None, help="ddim only: η, as ddpm-run"),
+    spacing: Optional[str] = typer.Option(None, help="uniform, logsnr or karras, as ddpm-run"),
+    rng: Optional[str] = typer.Option(None, "--rng", help="noise generator pcg64 or philox, as ddpm-run"),
     context: Optional[str] = typer.Option(None, "--context", "-c", help="a class name, numbers, random, or none"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight (default 0)"),
     background: Optional[str] = typer.Option(None, "--background", "-b", help="keep, transparent, or a colour"),
@@ -246,7 +249,7 @@ def batch(
     if workers is not None and workers < 1 or threads < 1:
         raise DdpmEdgeError("workers and threads must be at least 1")
     job = plan(out, total, per_shard, seed, engine, device=device.value, threads=threads, sampler=sampler,
-               steps=steps, context=context, guidance=guidance, background=background, tolerance=tolerance,
+               steps=steps, eta=eta, spacing=spacing, rng=rng, context=context, guidance=guidance, background=background, tolerance=tolerance,
                scale=scale, cols=cols, padding=padding)
     generated, skipped = run_batch(job, address=address, workers=workers, quiet=quiet)
     if not quiet:
