@@ -62,7 +62,7 @@ def build_app(args: dict | None = None):
     deployment. Keys: SpriteService's arguments; num_replicas (int or "auto") and autoscaling_config
     (e.g. min_replicas, max_replicas, target_ongoing_requests) pass to Ray Serve."""
     args = dict(args or {})
-    options = {k: args.pop(k) for k in ("num_replicas", "autoscaling_config") if k in args}
+    options = {k: args.pop(k) for k in ("num_replicas", "autoscaling_config", "ray_actor_options") if k in args}
     for key in ("max_batch", "max_n", "max_queued_rows", "threads"):
         if key in args and args[key] is not None:
             args[key] = int(args[key])
