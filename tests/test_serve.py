@@ -228,3 +228,24 @@ def test_console_script_serves_and_shuts_down(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("ddpm-serve: error: model file not found")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_examples_against_the_server(url, tmp_path):
+    """examples/serve: the Python client and the curl script run against a live server."""
+    examples = Path(__file__).parents[1] / "examples"
+    client = subprocess.run([sys.executable, str(examples / "serve" / "client.py"), url], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert client.returncode == 0, client.stderr
+    atlas = json.loads((tmp_path / "food.json").read_text())
+    assert len(atlas["frames"]) == 9 and Image.open(tmp_path / "food.png").size == (atlas["meta"]["size"]["w"],
+                                                                                     atlas["meta"]["size"]["h"])
+    assert len(list(tmp_path.glob("one_*.png"))) == 16
+    curl = subprocess.run(["sh", str(examples / "serve" / "curl.sh")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "DDPM_URL": url})
+    assert curl.returncode == 0, curl.stderr
+    assert "ddpm_batch_rows_sum" in curl.stdout
+    assert zipfile.ZipFile(tmp_path / "sprites.zip").namelist()[0] == "person_000.png"
+    # the Godot example reads exactly the keys the atlas format has
+    gd = (examples / "godot" / "sprite_client.gd").read_text()
+    for key in ('reply["image"]', 'reply["atlas"]["frames"]', '["frame"]', 'reply["record"]["seed"]', '"format": "atlas"'):
+        assert key in gd
