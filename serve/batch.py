@@ -102,7 +102,8 @@ def generate_shard(job: BatchJob, k: int) -> dict:
     labels = generator.context_labels(batch.params)
     sprites = [{"index": k * job.per_shard + j, "shard": k, "sprite": j, "name": name, "label": label,
                 "sheet": f"shards/{sheet.name}", "x": x, "y": y, "w": w, "h": h, "seed": seed}
-               for j, (name, label, (x, y, w, h)) in enumerate(zip(batch.names, labels, layout.cells(n, height, width)))]
+               for j, (name, label, (x, y, w, h))
+               in enumerate(zip(batch.names, labels, layout.cells(n, height, width)))]
     entry = {"shard": k, "n": n, "seed": seed, "sheet": f"shards/{sheet.name}", "sheet_sha256": sha256_file(sheet),
              "sprites": sprites}
     atomic_write_bytes(sheet.with_suffix(".json"), (json.dumps(entry, indent=1) + "\n").encode())
@@ -249,8 +250,8 @@ def batch(
     if workers is not None and workers < 1 or threads < 1:
         raise DdpmEdgeError("workers and threads must be at least 1")
     job = plan(out, total, per_shard, seed, engine, device=device.value, threads=threads, sampler=sampler,
-               steps=steps, eta=eta, spacing=spacing, rng=rng, context=context, guidance=guidance, background=background, tolerance=tolerance,
-               scale=scale, cols=cols, padding=padding)
+               steps=steps, eta=eta, spacing=spacing, rng=rng, context=context, guidance=guidance,
+               background=background, tolerance=tolerance, scale=scale, cols=cols, padding=padding)
     generated, skipped = run_batch(job, address=address, workers=workers, quiet=quiet)
     if not quiet:
         typer.echo(f"ddpm-batch: {job.total} sprites in {job.shards} shards ({generated} generated, {skipped} "

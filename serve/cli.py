@@ -16,12 +16,15 @@ app = make_app("Serve sprites over HTTP; concurrent requests share UNet calls (c
 @app.command()
 @one_line_errors("ddpm-serve")
 def serve(
-    engine: Optional[Path] = typer.Option(None, "--engine", "-e", help="unet.onnx or unet.plan; default: the shipped model"),
+    engine: Optional[Path] = typer.Option(None, "--engine", "-e",
+                                          help="unet.onnx or unet.plan; default: the shipped model"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, help="TCP port (0: any free port)"),
-    max_batch: int = typer.Option(DEFAULT_MAX_BATCH, help="most rows in one UNet call (guided requests count 2 per sprite)"),
+    max_batch: int = typer.Option(DEFAULT_MAX_BATCH,
+                                  help="most rows in one UNet call (guided requests count 2 per sprite)"),
     max_n: int = typer.Option(DEFAULT_MAX_N, help="most sprites one request may ask for"),
-    max_queued_rows: int = typer.Option(DEFAULT_MAX_QUEUED_ROWS, help="rows admitted at once; more → 429 Retry-After"),
+    max_queued_rows: int = typer.Option(DEFAULT_MAX_QUEUED_ROWS,
+                                        help="rows admitted at once; more → 429 Retry-After"),
     timeout: float = typer.Option(300.0, help="seconds a request may take (a request's X-Timeout header may lower it)"),
     drain: float = typer.Option(30.0, help="on shutdown, seconds to let admitted requests finish"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
@@ -33,7 +36,8 @@ def serve(
         import uvicorn
         from .app import create_app
     except ImportError as e:
-        raise MissingDependency(f"ddpm-serve needs the serve extra: pip install 'ddpm-edge[serve]' ({e.name} missing)") from None
+        raise MissingDependency("ddpm-serve needs the serve extra: pip install 'ddpm-edge[serve]' "
+                                f"({e.name} missing)") from None
     from ddpm_edge.runtime.api import SpriteGenerator
     from ddpm_edge.runtime.batching import ContinuousBatcher
     if not 0 <= port <= 65535:

@@ -106,8 +106,8 @@ def test_32_clients_get_ddpm_runs_sprites(url, generator, tmp_path):
     text = httpx.get(f"{url}/metrics").text
     calls = metric(text, "ddpm_batch_rows_count") - metric(metrics_before, "ddpm_batch_rows_count")
     rows = metric(text, "ddpm_batch_rows_sum") - metric(metrics_before, "ddpm_batch_rows_sum")
-    assert rows == sum(b["n"] * (2 if b["guidance"] else 1) * len(make_sampler(b["sampler"], schedule, b["steps"]).timesteps)
-                       for b in good)
+    assert rows == sum(b["n"] * (2 if b["guidance"] else 1)
+                       * len(make_sampler(b["sampler"], schedule, b["steps"]).timesteps) for b in good)
     assert rows / calls > 8          # rows of different requests shared calls
     assert metric(text, "ddpm_queue_rows") == 0
 
@@ -247,5 +247,6 @@ def test_examples_against_the_server(url, tmp_path):
     assert zipfile.ZipFile(tmp_path / "sprites.zip").namelist()[0] == "person_000.png"
     # the Godot example reads exactly the keys the atlas format has
     gd = (examples / "godot" / "sprite_client.gd").read_text()
-    for key in ('reply["image"]', 'reply["atlas"]["frames"]', '["frame"]', 'reply["record"]["seed"]', '"format": "atlas"'):
+    for key in ('reply["image"]', 'reply["atlas"]["frames"]', '["frame"]', 'reply["record"]["seed"]',
+                '"format": "atlas"'):
         assert key in gd
