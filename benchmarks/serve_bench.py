@@ -7,13 +7,15 @@ Servers (all on 127.0.0.1, each in its own process(es), started once and used in
   batched   ddpm-serve: one ContinuousBatcher, requests share UNet calls (max 64 rows per call)
   serial    the same service and code, but the batcher steps only the oldest request until it is done:
             one request at a time (what a plain "lock around generate()" service does)
-  ray-1     the batcher as a Ray Serve deployment, 1 replica (2 ONNX Runtime threads)
-  ray-2     the same, 2 replicas (1 thread each), Ray Serve routing between them
+  ray-1     the batcher as a Ray Serve deployment, 1 replica
+  ray-2     the same, 2 replicas, Ray Serve routing between them
+Every server process runs ONNX Runtime with --threads intra-op threads (default 1: on a shared 2-core
+machine a spinning 2-thread pool loses more than it gains, worst for the large batched calls).
 
 Each cell (C closed-loop clients asking n sprites each) runs every server in turn (interleaved, so the
 machine's load drifts over all alike) for --seconds of load after one warm-up request per client; one
 request in ten is malformed (expects 422). Reported: good sprites/s, p50/p99 latency of good requests,
-rows per UNet call (from the server's /metrics; for ray-2, one replica's), failed good requests,
+rows per UNet call (from the server's /metrics, summed over the replicas seen), failed good requests,
 malformed requests not answered 422. Writes OUT.json, OUT.md (table) and OUT.png (plot).
 """
 from __future__ import annotations
@@ -40,12 +42,12 @@ MALFORMED = [b'{"n": 0}', b'{"n": 1, "sampler": "euler"}', b'{"nn": 1}', b'{not 
 
 # -- the one-request-at-a-time server (run as a subprocess of this script) --------------------------
 
-def serve_serial(port: int, max_batch: int) -> None:
+def serve_serial(port: int, max_batch: int, threads: int | None) -> None:
     import uvicorn
 
-    from ddpm_edge.runtime.api import SpriteGenerator
     from ddpm_edge.runtime.batching import ContinuousBatcher
     from ddpm_edge.serve.app import create_app
+    from ddpm_edge.serve.models import load_generator
 
     class SerialBatcher(ContinuousBatcher):
         """Steps only the earliest-admitted request, so each runs alone from x_T to x_0."""
@@ -53,7 +55,7 @@ def serve_serial(port: int, max_batch: int) -> None:
         def _select(self):
             return [min(self._active, key=lambda job: job.submitted)]
 
-    batcher = SerialBatcher(SpriteGenerator.load(device="cpu"), max_batch=max_batch)
+    batcher = SerialBatcher(load_generator(None, "cpu", threads), max_batch=max_batch)
     uvicorn.run(create_app(batcher), host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -77,11 +79,23 @@ def wait_ready(url: str, seconds: float = 120) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-def scrape(url: str) -> tuple[float, float]:
-    """(rows, UNet calls) so far, from /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    get = lambda name: float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))   # noqa: E731
-    return get("ddpm_batch_rows_sum"), get("ddpm_batch_rows_count")
+def scrape(url: str, tries: int = 6) -> dict:
+    """pid → (rows, UNet calls) so far, from /metrics; several scrapes, to reach each replica behind Ray Serve."""
+    seen = {}
+    for _ in range(tries):
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        get = lambda name: float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))   # noqa: E731
+        pid = re.search(r'^ddpm_server_info\{pid="(\d+)"\}', text, re.M).group(1)
+        seen[pid] = (get("ddpm_batch_rows_sum"), get("ddpm_batch_rows_count"))
+    return seen
+
+
+def rows_per_call(before: dict, after: dict) -> float:
+    """Rows per UNet call between two scrapes, over the server processes seen in both."""
+    pids = set(before) & set(after)
+    rows = sum(after[p][0] - before[p][0] for p in pids)
+    calls = sum(after[p][1] - before[p][1] for p in pids)
+    return rows / calls if calls else float("nan")
 
 
 async def load(url: str, clients: int, n: int, seconds: float, body: dict) -> dict:
@@ -91,7 +105,7 @@ async def load(url: str, clients: int, n: int, seconds: float, body: dict) -> di
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         payload = json.dumps({**body, "n": n}).encode()
         await asyncio.gather(*(client.post(f"{url}/v1/generate", content=payload) for _ in range(clients)))  # warm-up
-        rows0, calls0 = scrape(url)
+        before = scrape(url)
         started = time.perf_counter()
         stop = started + seconds
 
@@ -118,12 +132,13 @@ async def load(url: str, clients: int, n: int, seconds: float, body: dict) -> di
 
         await asyncio.gather(*(one(k) for k in range(clients)))
         elapsed = time.perf_counter() - started
-    rows1, calls1 = scrape(url)
+    after = scrape(url)
     lat = sorted(good_latency)
     q = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")   # noqa: E731
     return {"clients": clients, "n": n, "requests": len(lat), "sprites_per_s": len(lat) * n / elapsed,
             "p50_s": q(0.50), "p99_s": q(0.99), "mean_s": statistics.fmean(lat) if lat else float("nan"),
-            "rows_per_call": (rows1 - rows0) / max(1.0, calls1 - calls0), "failed_good": len(failures),
+            "rows_per_call": rows_per_call(before, after), "replicas_seen": len(set(before) & set(after)),
+            "failed_good": len(failures),
             "malformed": malformed, "malformed_not_422": malformed_wrong, "elapsed_s": elapsed}
 
 
@@ -133,11 +148,12 @@ def start_servers(args) -> tuple[dict, list]:
     urls, procs = {}, []
     bin_dir = Path(sys.executable).parent
     port = free_port()
+    threads = ["--threads", str(args.threads)] if args.threads else []
     procs.append(subprocess.Popen([str(bin_dir / "ddpm-serve"), "--port", str(port), "--device", "cpu",
-                                   "--max-batch", str(args.max_batch), "--max-n", "64"]))
+                                   "--max-batch", str(args.max_batch), "--max-n", "64", *threads]))
     urls["batched"] = f"http://127.0.0.1:{port}"
     port = free_port()
-    procs.append(subprocess.Popen([sys.executable, __file__, "--serve-serial", str(port)]))
+    procs.append(subprocess.Popen([sys.executable, __file__, "--serve-serial", str(port), *threads]))
     urls["serial"] = f"http://127.0.0.1:{port}"
     if not args.no_ray:
         import ray
@@ -148,7 +164,8 @@ def start_servers(args) -> tuple[dict, list]:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         for replicas in (1, 2):
-            serve.run(build_app({"num_replicas": replicas, "threads": 2 // replicas, "max_batch": args.max_batch,
+            serve.run(build_app({"num_replicas": replicas, "threads": args.threads or 2 // replicas,
+                                 "max_batch": args.max_batch,
                                  "ray_actor_options": {"num_cpus": 0.5}}),
                       name=f"r{replicas}", route_prefix=f"/r{replicas}")
             urls[f"ray-{replicas}"] = f"http://127.0.0.1:{port}/r{replicas}"
@@ -183,7 +200,8 @@ def machine() -> str:
 def write_report(out: Path, results: list[dict], meta: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-    lines = [f"# Serving benchmark ({meta['sampler']} {meta['steps']} steps, {meta['seconds']} s of load per cell)", "",
+    lines = [f"# Serving benchmark ({meta['sampler']} {meta['steps']} steps, {meta['seconds']} s of load per cell, "
+             f"ONNX Runtime threads per server process: {meta.get('threads') or 'default'})", "",
              f"Machine: {meta['machine']}; load average before/after: {meta['load_before']} / {meta['load_after']} "
              "(the machine is shared). Command: `" + meta["command"] + "`", "",
              "| server | clients | n | sprites/s | p50 s | p99 s | rows/UNet call | good failed | malformed ≠ 422 |",
@@ -232,16 +250,20 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=64, help="rows per UNet call of the batched servers")
     parser.add_argument("--servers", default="batched,serial,ray-1,ray-2")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads of every server process (0: ONNX Runtime's default; "
+                             "ray-1 then 2, ray-2 1 per replica)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_bench")
     parser.add_argument("--serve-serial", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_serial:
-        return serve_serial(args.serve_serial, args.max_batch)
+        return serve_serial(args.serve_serial, args.max_batch, args.threads or None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     cells = [tuple(int(v) for v in cell.split(":")) for cell in args.cells.split(",")]
     wanted = [s for s in args.servers.split(",") if not (args.no_ray and s.startswith("ray"))]
     meta = {"machine": machine(), "load_before": os.getloadavg()[0], "sampler": args.sampler, "steps": args.steps,
-            "seconds": args.seconds, "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+            "seconds": args.seconds, "threads": args.threads,
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
     urls, procs = start_servers(args)
     results = []
     try:

@@ -73,7 +73,7 @@ class BatchJob:
 def _generator(job: BatchJob):
     key = (job.engine, job.device, job.threads)
     if key not in _GENERATORS:
-        from .ray_serve import load_generator
+        from .models import load_generator
         _GENERATORS[key] = load_generator(job.engine, job.device, job.threads)
     return _GENERATORS[key]
 

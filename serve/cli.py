@@ -28,6 +28,7 @@ def serve(
     timeout: float = typer.Option(300.0, help="seconds a request may take (a request's X-Timeout header may lower it)"),
     drain: float = typer.Option(30.0, help="on shutdown, seconds to let admitted requests finish"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default: its own choice)"),
     log_level: str = typer.Option("warning", help="uvicorn log level (info logs every request)"),
 ) -> None:
     """Serve POST /v1/generate (ddpm-run's settings as JSON; format png|atlas|zip|npy), GET /v1/models,
@@ -38,13 +39,13 @@ def serve(
     except ImportError as e:
         raise MissingDependency("ddpm-serve needs the serve extra: pip install 'ddpm-edge[serve]' "
                                 f"({e.name} missing)") from None
-    from ddpm_edge.runtime.api import SpriteGenerator
     from ddpm_edge.runtime.batching import ContinuousBatcher
+    from .models import load_generator
     if not 0 <= port <= 65535:
         raise DdpmEdgeError(f"port must be 0 to 65535, got {port}")
     if not timeout > 0 or not drain >= 0:
         raise DdpmEdgeError("timeout must be > 0 and drain >= 0 seconds")
-    generator = SpriteGenerator.load(engine, device=device.value)
+    generator = load_generator(engine, device=device.value, threads=threads)
     batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows)
     typer.echo(f"ddpm-serve: {generator.model_path} on http://{host}:{port} (max {max_batch} rows per UNet call)",
                err=True)

@@ -19,18 +19,9 @@ from ddpm_edge.runtime.batching import (DEFAULT_MAX_BATCH, DEFAULT_MAX_N, DEFAUL
                                         ContinuousBatcher)
 
 from .app import DEFAULT_TIMEOUT, Service
+from .models import load_generator
 
 MAX_ONGOING = 256   # requests a replica holds at once; beyond the batcher's own limit it answers 429
-
-
-def load_generator(engine: str | None = None, device: str = "cpu", threads: int | None = None):
-    """A SpriteGenerator; `threads` caps ONNX Runtime's intra-op threads (replicas sharing a machine)."""
-    from ddpm_edge.runtime.api import SpriteGenerator
-    if threads is None or (engine is not None and not str(engine).endswith(".onnx")):
-        return SpriteGenerator.load(engine, device=device)
-    from ddpm_edge.runtime.backends import default_model_path
-    from ddpm_edge.runtime.backends.ort import OnnxUnet
-    return SpriteGenerator(OnnxUnet(engine or default_model_path(), device=device, threads=threads))
 
 
 @serve.deployment(max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 1},
