@@ -244,3 +244,20 @@ def test_multistep_solver_refuses_steps_out_of_order(rng):
     with pytest.raises(DdpmEdgeError, match="needs noise"):
         sde.step(x, x, 500)
     assert check_sampler("DDIM") == "ddim" and isinstance(make_sampler("ddim", s), DDIMSampler)
+
+
+def test_generation_params_carry_solver_settings():
+    from ddpm_edge.runtime.params import GenerationParams
+    from ddpm_edge.runtime.solvers import DEFAULT_SAMPLER
+    p = GenerationParams(4, sampler="DDIM", eta=np.float32(0.5), spacing="Karras")
+    assert (p.sampler, p.eta, p.spacing) == ("ddim", 0.5, "karras") and type(p.eta) is float
+    assert GenerationParams().sampler == DEFAULT_SAMPLER and GenerationParams().eta == 0.0
+    for name in SAMPLERS:
+        assert GenerationParams(sampler=name).resolved(500).steps == default_steps(name, 500)
+    old = {f: v for f, v in GenerationParams(2, seed=1).as_dict().items() if f not in ("eta", "spacing")}
+    assert GenerationParams.from_record(old) == GenerationParams(2, seed=1)      # a /1 record: eta 0, uniform
+    for kwargs, match in ((dict(sampler="dpmpp-2m", eta=0.2), "eta applies to the ddim sampler only"),
+                          (dict(spacing="cosine"), "unknown spacing"), (dict(sampler="heun"), "unknown sampler"),
+                          (dict(sampler="ddim", eta=True), "eta must be a number")):
+        with pytest.raises(DdpmEdgeError, match=match):
+            GenerationParams(**kwargs)
