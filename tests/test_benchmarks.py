@@ -60,9 +60,10 @@ def test_loop_overhead_smoke(tmp_path):
                              "--repeats", "1", "--steps", "4", "--out", str(out)],
                             capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "[1/1] dpmpp-3m-sde: UNet" in result.stderr                       # progress as it goes
+    assert "[1/1] unipc: UNet" in result.stderr                       # progress as it goes
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split("|")[1].strip() for row in rows] == ["ddpm", "ddim", "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-3m-sde"]
+    assert [row.split("|")[1].strip() for row in rows] == ["ddpm", "ddim", "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-3m-sde",
+                                                         "unipc"]
     figures = json.loads(out.with_suffix(".json").read_text())["solvers"]
     for f in figures.values():       # every run draws x_T: some noise time for every solver
         assert f["calls"] == 3 and min(f["unet_ms"], f["step_us"], f["noise_us"], f["overhead"]) > 0
