@@ -23,6 +23,11 @@ SAMPLER_CHOICES = "; ".join(f"{name}: {SAMPLER_HELP[name]} "
                             for name in SAMPLERS)
 
 
+class RngName(str, Enum):
+    pcg64 = "pcg64"
+    philox = "philox"
+
+
 @app.command()
 @one_line_errors("ddpm-run")
 def run(
@@ -39,6 +44,8 @@ def run(
                                           help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
                                                         "(default 0)"),
+    rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's) or philox (portable: "
+                                                            "the same noise in the browser)"),
     out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="sprite sheet .png, or .npy for raw float32 samples"),
     scale: Optional[int] = typer.Option(None, help="nearest-neighbour upscale of each sprite (default 4)"),
     cols: Optional[int] = typer.Option(None, help="sprites per row (default: square grid)"),
@@ -77,7 +84,7 @@ def run(
                        load_options=dict(device=device.value, max_batch=max_batch, io_binding=io_binding,
                                          cuda_graph=cuda_graph, gpu_loop=gpu_loop),
                        n=n, sampler=sampler.value if sampler else None, steps=steps, seed=seed, context=context,
-                       eta=eta, spacing=spacing.value if spacing else None,
+                       eta=eta, spacing=spacing.value if spacing else None, rng=rng.value if rng else None,
                        guidance=guidance, background=background, tolerance=tolerance,
                        cols=cols, scale=scale, padding=padding)
     finally:
