@@ -20,7 +20,6 @@ from math import factorial
 
 import numpy as np
 
-from ..errors import DdpmEdgeError
 from .multistep import MultistepSolver
 
 DEFAULT_STEPS = 10
@@ -47,13 +46,17 @@ class UniPC(MultistepSolver):
     name = "unipc"
     order = 2
     stochastic = False
+    TABLES = (*MultistepSolver.TABLES, "correctors")
 
     def __init__(self, schedule, steps, spacing="uniform", order: int | None = None):
         if order is not None:
             self.order = int(order)
         super().__init__(schedule, steps, spacing)
-        self.correctors = [None] + [self._corrector(k) for k in range(1, len(self.timesteps))]
         self._last = None                        # the (corrected) sample the previous step predicted from
+
+    def _make_tables(self) -> None:
+        super()._make_tables()
+        self.correctors = (None, *(self._corrector(k) for k in range(1, len(self.timesteps))))
 
     def step_order(self, k: int) -> int:
         return min(self.order, len(self.timesteps) - k, k + 1)
@@ -93,20 +96,16 @@ class UniPC(MultistepSolver):
         return np.float32(a), np.float32(-alpha_t * B * rho[-1]), tuple(np.float32(w) for w in weights)
 
     def step(self, x: np.ndarray, eps: np.ndarray, i: int, z: np.ndarray | None = None) -> np.ndarray:
-        k = self._k
-        if k >= len(self.timesteps) or self.timesteps[k] != i:
-            expected = self.timesteps[k] if k < len(self.timesteps) else "none (trajectory finished)"
-            raise DdpmEdgeError(f"{self.name} expected step index {expected}, got {i}: "
-                                "use a fresh solver (make_sampler) for each trajectory, in timestep order")
+        k = self._check_step(i)
         p, q, a, weights, _ = self.plan[k]
         m_new = np.multiply(x, p, dtype=np.float32)               # the model's x0 at the uncorrected x_k
-        m_new += eps * q
+        self._add(m_new, eps, q)
         if k > 0:                                                  # UniC: correct x_k with m_new
             a_c, w_new, w_old = self.correctors[k]
             x = np.multiply(self._last, a_c, dtype=np.float32)
-            x += m_new * w_new
+            self._add(x, m_new, w_new)
             for w, m in zip(w_old, reversed(self.history)):
-                x += m * w
+                self._add(x, m, w)
         self.history.append(m_new)
         del self.history[:-self.order]
         self._last = x
@@ -115,5 +114,5 @@ class UniPC(MultistepSolver):
             return m_new
         out = np.multiply(x, a, dtype=np.float32)
         for w, m in zip(weights, reversed(self.history)):
-            out += m * w
+            self._add(out, m, w)
         return out
