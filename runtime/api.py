@@ -35,7 +35,7 @@ from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_out
 from .params import GenerationParams, check_context_list
 from .assets.records import read_record
 from .solvers import make_sampler
-from .sampling import Progress, SeededNoise, guided, sample
+from .sampling import Progress, SeededNoise, check_finite, guided, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
@@ -118,11 +118,12 @@ class SpriteGenerator:
         loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/backends/ort_cuda.py)
         if loop is not None:
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
-                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
-                            guidance=float(guidance), progress_every=getattr(progress, "every", None))
+                return check_finite(loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
+                                         guidance=float(guidance), progress_every=getattr(progress, "every", None)))
         unet = guided(self.unet, float(guidance))
         with self._lock:
-            return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
+            return check_finite(sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise,
+                                       progress=progress))
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = "ddpm",
                  steps: int | None = None, guidance: float = 0.0, background: str | None = None,

@@ -9,7 +9,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .errors import Cancelled, DdpmEdgeError
+from .errors import Cancelled, DdpmEdgeError, ValidationFailed
+from .limits import MAX_GUIDANCE
 
 
 class Unet(Protocol):
@@ -78,6 +79,16 @@ def sample(
     return x
 
 
+def check_finite(x: np.ndarray) -> np.ndarray:
+    """x_0 must be finite: a NaN/inf sample (NaN weights, an overflowing model) is an error, never an image.
+    Checked once on the result, not per step: non-finite values propagate to x_0."""
+    if not np.isfinite(x).all():
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise ValidationFailed(f"the model produced non-finite samples ({bad:,} of {x.size:,} values are NaN or "
+                               "infinite); nothing was written")
+    return x
+
+
 def guided(unet: Unet, weight: float) -> Unet:
     """Classifier-free guidance as a backend wrapper:
 
@@ -85,8 +96,8 @@ def guided(unet: Unet, weight: float) -> Unet:
 
     computed in one batched call of 2N rows. w = 0 returns `unet` unchanged.
     """
-    if not np.isfinite(weight) or weight < 0:
-        raise DdpmEdgeError(f"guidance must be a finite number >= 0, got {weight}")
+    if not np.isfinite(weight) or weight < 0 or weight > MAX_GUIDANCE:   # w is applied in float32
+        raise DdpmEdgeError(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}, got {weight}")
     if weight == 0:
         return unet
     w = np.float32(weight)
