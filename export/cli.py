@@ -20,6 +20,9 @@ def export(
     out: Path = typer.Option(Path("unet.onnx"), "--out", "-o", help="ONNX file to write"),
     shortcut: str = typer.Option("seed:0", help="course checkpoints: freeze init_conv's random shortcut as "
                                                 "seed:N (= course forward after torch.manual_seed(N)) or zero"),
+    fixed_batch: Optional[int] = typer.Option(None, "--fixed-batch", min=1,
+                                              help="fix the batch axis to N (OpenCV 4.x DNN needs a fixed batch); "
+                                                   "default dynamic"),
     fp16: bool = typer.Option(False, "--fp16", help="write an fp16 ONNX (norms fp32, float32 I/O) to --out, gated: "
                                                    "DDIM-25 PSNR >= 35 dB against fp32 or nothing is written"),
     trt: Optional[Path] = typer.Option(None, "--trt", help="also build a TensorRT engine (.plan + .plan.json sidecar) "
@@ -38,7 +41,7 @@ def export(
     require(*(("torch", "onnx") if weights is not None else ("onnx",)))
     from .pipeline import run_export
 
-    run_export(weights, onnx_in, out, shortcut=shortcut, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
+    run_export(weights, onnx_in, out, shortcut=shortcut, fixed_batch=fixed_batch, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
                gpu_loop=gpu_loop, loop_guidance=loop_guidance,
                log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
 

@@ -14,10 +14,13 @@ import numpy as np
 from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
 from .limits import MAX_GUIDANCE, MAX_N, MAX_SEED, MAX_T
-from .solvers import DEFAULT_DDIM_STEPS, SAMPLERS
+from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
+from .sampling import DEFAULT_RNG, RNGS
 
 MAX_SAMPLES = MAX_N
 SEED_BITS = 32
+# fields added after record format /1: what older records meant
+RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}
 
 
 def _is_number(value) -> bool:
@@ -41,29 +44,36 @@ def _is_int(value) -> bool:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """n sprites from `sampler` (`steps` for ddim), noise from `seed`, conditioned on `context` (a name,
+    """n sprites from `sampler` (`steps`, `spacing`; `eta` for ddim), noise from `seed`, conditioned on `context` (a name,
     "random", "none", comma-separated numbers, or a list), classifier-free `guidance`; then the
     background kept (None), keyed to "transparent", or replaced by a colour ("#rrggbb"), keying pixels
     within `tolerance` (0–255, per channel) of the colour estimated from the sprite's border."""
     n: int = 16
-    sampler: str = "ddpm"
+    sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
     seed: int | None = None
     context: str | list | None = None
     guidance: float = 0.0
     background: str | None = None
     tolerance: int = DEFAULT_TOLERANCE
+    eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
+    spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
+    rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
             raise DdpmEdgeError(f"number of sprites must be an integer, at least 1 and at most {MAX_SAMPLES}, "
                                 f"got {self.n!r}")
-        if not isinstance(self.sampler, str) or self.sampler.lower() not in SAMPLERS:
-            raise DdpmEdgeError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        sampler = check_sampler(self.sampler)
+        object.__setattr__(self, "eta", check_eta(sampler, self.eta))
+        object.__setattr__(self, "spacing", check_spacing(sampler, self.spacing))
         if self.steps is not None and (not _is_int(self.steps) or not 1 <= self.steps <= MAX_T):
             raise DdpmEdgeError(f"steps must be an integer from 1 to {MAX_T}, got {self.steps!r}")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
             raise DdpmEdgeError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed!r}")
+        if not isinstance(self.rng, str) or self.rng.lower() not in RNGS:
+            raise DdpmEdgeError(f"unknown noise generator {self.rng!r}; choose one of {', '.join(RNGS)}")
+        object.__setattr__(self, "rng", self.rng.lower())
         if isinstance(self.context, np.ndarray):
             object.__setattr__(self, "context", self.context.tolist())
         if self.context is not None and not isinstance(self.context, (str, list, tuple)):
@@ -85,7 +95,7 @@ class GenerationParams:
     def resolved(self, T: int) -> "GenerationParams":
         """A copy with every open choice made: a random seed when none was given, the default steps."""
         seed = self.seed if self.seed is not None else secrets.randbits(SEED_BITS)
-        steps = self.steps if self.steps is not None else (T if self.sampler == "ddpm" else DEFAULT_DDIM_STEPS)
+        steps = self.steps if self.steps is not None else default_steps(self.sampler, T)
         return replace(self, seed=seed, steps=steps)
 
     def as_dict(self) -> dict:
@@ -94,6 +104,7 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
+        record = {**RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in record]
         if missing:
