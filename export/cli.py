@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, run_app
+from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, require, run_app
 
 app = make_app("Export the course's ContextUnet checkpoint to ONNX, validated against torch.")
 
@@ -38,6 +38,7 @@ def export(
 ) -> None:
     """Export WEIGHTS to ONNX (dynamic batch, one file), check it against torch, then write it.
     With --onnx, convert/build from an existing ONNX instead (--fp16, --trt, --gpu-loop)."""
+    require(*(("torch", "onnx") if weights is not None else ("onnx",)))
     from .pipeline import run_export
 
     run_export(weights, onnx_in, out, shortcut=shortcut, fixed_batch=fixed_batch, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,

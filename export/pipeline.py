@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ddpm_edge.runtime.errors import DdpmEdgeError
+from ddpm_edge.runtime.files import check_outputs
 
 
 def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: str = "seed:0",
@@ -25,6 +26,9 @@ def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: 
         raise DdpmEdgeError("--loop-guidance shapes the --gpu-loop model; give --gpu-loop too")
     if fp16 and onnx_in is not None and onnx_in.resolve() == out.resolve():
         raise DdpmEdgeError("--fp16 writes to --out; give an --out other than the --onnx it reads")
+    check_outputs({"--weights": weights, "--onnx": onnx_in},
+                  {"--out": out if (weights is not None or fp16) else None, "--gpu-loop": gpu_loop, "--trt": trt,
+                   "--trt sidecar": None if trt is None else Path(f"{trt}.json")})
     if trt is not None:
         from .tensorrt_build import parse_batch
         from ddpm_edge.runtime.backends.trt import import_cudart, import_tensorrt
