@@ -14,11 +14,11 @@ import numpy as np
 from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
 from .sampling import DEFAULT_RNG, RNGS
-from .solvers import DEFAULT_DDIM_STEPS, SAMPLERS
+from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
 
 MAX_SAMPLES = 1 << 20
 SEED_BITS = 32
-RECORD_DEFAULTS = {"rng": "pcg64"}   # fields added after a record format: what older records meant
+SOLVER_RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}   # what records without these fields meant
 
 
 def _is_int(value) -> bool:
@@ -27,26 +27,29 @@ def _is_int(value) -> bool:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """n sprites from `sampler` (`steps` for ddim), noise from `seed`, conditioned on `context` (a name,
+    """n sprites from `sampler` (`steps`, `spacing`; `eta` for ddim), noise from `seed`, conditioned on `context` (a name,
     "random", "none", comma-separated numbers, or a list), classifier-free `guidance`; then the
     background kept (None), keyed to "transparent", or replaced by a colour ("#rrggbb"), keying pixels
     within `tolerance` (0–255, per channel) of the colour estimated from the sprite's border."""
     n: int = 16
-    sampler: str = "ddpm"
+    sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
     seed: int | None = None
     context: str | list | None = None
     guidance: float = 0.0
     background: str | None = None
     tolerance: int = DEFAULT_TOLERANCE
-    rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
+    eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
+    spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
+    rng: str = DEFAULT_RNG          # noise generator: pcg64 (NumPy's; records without the field) or philox
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
             raise DdpmEdgeError(f"number of sprites must be an integer, at least 1 and at most {MAX_SAMPLES}, "
                                 f"got {self.n!r}")
-        if not isinstance(self.sampler, str) or self.sampler.lower() not in SAMPLERS:
-            raise DdpmEdgeError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        sampler = check_sampler(self.sampler)
+        object.__setattr__(self, "eta", check_eta(sampler, self.eta))
+        object.__setattr__(self, "spacing", check_spacing(sampler, self.spacing))
         if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
             raise DdpmEdgeError(f"steps must be a positive integer, got {self.steps!r}")
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
@@ -73,7 +76,7 @@ class GenerationParams:
     def resolved(self, T: int) -> "GenerationParams":
         """A copy with every open choice made: a random seed when none was given, the default steps."""
         seed = self.seed if self.seed is not None else secrets.randbits(SEED_BITS)
-        steps = self.steps if self.steps is not None else (T if self.sampler == "ddpm" else DEFAULT_DDIM_STEPS)
+        steps = self.steps if self.steps is not None else default_steps(self.sampler, T)
         return replace(self, seed=seed, steps=steps)
 
     def as_dict(self) -> dict:
@@ -82,7 +85,7 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
-        record = {**RECORD_DEFAULTS, **record}
+        record = {**SOLVER_RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in record]
         if missing:

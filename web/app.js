@@ -1,9 +1,9 @@
-// The static page: form ↔ URL query (ddpm-run's names: n, seed, context, sampler, steps, guidance, cols,
-// scale, padding; plus model, ep = auto|wasm|webgpu, threads, autorun=1), live denoising preview,
+// The static page: form ↔ URL query (ddpm-run's names: n, seed, context, sampler, steps, guidance, eta,
+// spacing, cols, scale, padding; plus model, ep = auto|wasm|webgpu, threads, autorun=1), live denoising preview,
 // sheet PNG + atlas downloads. When a run ends: window.ddpmEdge = {done, sheetPng, atlas, error, timings}.
 import { SpriteGenerator, batchAtlas, contract, hasWebGpu, loadUnet, sheetPng, toUint8 } from "./src/index.js";
 import { makeSheet } from "./src/assets/images.js";
-import { SAMPLERS as JS_SAMPLERS } from "./src/solvers/index.js";
+import { SAMPLERS as JS_SAMPLERS, SPACINGS } from "./src/solvers/index.js";
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
@@ -53,6 +53,9 @@ function fillForm() {
   $("sampler").value = query.get("sampler") || (available.includes(p.sampler) ? p.sampler : available[0]);
   $("guidance").value = query.get("guidance") ?? p.guidance;
   $("steps").value = query.get("steps") ?? "";
+  $("spacing").replaceChildren(...SPACINGS.map((s) => new Option(s, s)));
+  $("spacing").value = query.get("spacing") ?? p.spacing;
+  $("eta").value = query.get("eta") ?? p.eta;
   $("seed").value = query.get("seed") ?? "";
   $("n").value = query.get("n") ?? p.n;
 }
@@ -61,7 +64,7 @@ function formParams() {
   const num = (id) => ($(id).value === "" ? null : Number($(id).value));
   const context = $("context").value;
   return { n: num("n"), seed: num("seed"), sampler: $("sampler").value, steps: num("steps"), guidance: num("guidance") ?? 0,
-    context: context === "none" ? null : context };
+    eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context };
 }
 
 function layoutFromQuery() {

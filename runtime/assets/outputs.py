@@ -25,7 +25,7 @@ from ..errors import DdpmEdgeError
 from ..files import atomic_path, check_writable
 from .images import grid_shape, make_sheet, sheet_geometry, to_image
 from ..params import GenerationParams
-from .records import png_info
+from .records import RECORD_FORMAT, RECORD_FORMAT_V1, downgrade, png_info
 
 DEFAULT_FRAME_MS = 60     # each denoising frame of the animation
 FINAL_FRAME_MS = 1500     # the finished sprites stay up this long before the loop restarts
@@ -96,6 +96,9 @@ class Batch:
     model_path: str
     version: str                     # ddpm-edge version that generated it
     frames: tuple[np.ndarray, ...] = field(default=(), repr=False)  # uint8 [n, H, W, C] snapshots, final excluded
+    backend: str = "onnxruntime"     # the UNet's backend and precision (runtime/backends)
+    precision: str = "fp32"
+    record_format: str = RECORD_FORMAT   # RECORD_FORMAT_V1: regenerated unchanged from a /1 record, written as /1
 
     @property
     def fill(self) -> tuple[int, ...]:
@@ -103,11 +106,12 @@ class Batch:
 
     def record(self, layout: SheetLayout) -> dict:
         """The generation record every PNG of this batch carries."""
-        params = self.params.as_dict()
-        if params.get("rng") == "pcg64":
-            del params["rng"]   # records without "rng" are pcg64: older records stay byte for byte
-        return {**params, **layout.fixed(len(self.sprites)).as_dict(),
-                "model": self.model_path, "model_sha256": self.model_sha256, "version": self.version}
+        record = {**self.params.as_dict(), **layout.fixed(len(self.sprites)).as_dict(),
+                  "model": self.model_path, "model_sha256": self.model_sha256, "version": self.version,
+                  "backend": self.backend, "precision": self.precision}
+        if self.record_format == RECORD_FORMAT_V1:
+            return downgrade(record) or record
+        return record
 
 
 # -- single outputs, written to a path as given ---------------------------------------------------

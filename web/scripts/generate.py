@@ -21,7 +21,7 @@ from ddpm_edge.runtime.assets import records
 from ddpm_edge.runtime.assets.images import to_uint8
 from ddpm_edge.runtime.assets.outputs import SheetLayout, atlas_dict, sprite_names
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES, INPUT_NAMES, OUTPUT_NAMES, ModelSpec
-from ddpm_edge.runtime.params import GenerationParams, RECORD_DEFAULTS
+from ddpm_edge.runtime.params import GenerationParams
 from ddpm_edge.runtime.rng import PhiloxNoise, philox4x32, philox_normal, uniforms
 from ddpm_edge.runtime.sampling import DEFAULT_RNG, RNGS, guided, sample
 from ddpm_edge.runtime.schedule import Schedule, ddim_timesteps
@@ -43,9 +43,9 @@ def contract() -> dict:
         "samplers": list(solvers.SAMPLERS),
         "default_steps": dict(getattr(solvers, "DEFAULT_STEPS", {"ddim": solvers.DEFAULT_DDIM_STEPS})),
         "rngs": list(RNGS), "default_rng": DEFAULT_RNG, "web_rng": "philox",
-        "params": params, "record_defaults": RECORD_DEFAULTS,
+        "params": params,
         "layout": SheetLayout().as_dict(),
-        "record": {"chunk_key": records.CHUNK_KEY, "format": records.RECORD_FORMAT},
+        "record": {"chunk_key": records.CHUNK_KEY, "format": records.RECORD_FORMAT, "v1_defaults": records.V1_DEFAULTS},
         "auto_frames": AUTO_FRAMES,
     }
 
