@@ -28,10 +28,11 @@ from .assets.background import DEFAULT_TOLERANCE, apply_background, check_tolera
 from .contract import ModelSpec
 from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
+from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
 from .files import sha256_file
 from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
-from .params import GenerationParams
+from .params import GenerationParams, check_context_list
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
 from .sampling import DEFAULT_RNG, Progress, guided, make_noise, sample
@@ -63,7 +64,14 @@ def parse_context(spec: ModelSpec, context, n: int, seed: int | None) -> np.ndar
         else:
             vector = spec.context_vector(text)
         context = vector
-    array = np.asarray(context, dtype=np.float32)
+    if isinstance(context, (list, tuple)):
+        check_context_list(context)
+    try:
+        array = np.asarray(context, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
+        raise DdpmEdgeError(f"context must be a name, numbers or an array of numbers, got {str(context)[:80]}") from None
+    if array.ndim not in (1, 2):
+        raise DdpmEdgeError(f"context must be one vector or one row per sprite, got shape {array.shape}")
     if array.ndim == 1:
         array = np.broadcast_to(array, (n, array.shape[0]))
     if array.shape != (n, k):
@@ -100,11 +108,12 @@ class SpriteGenerator:
                      steps: int | None = None, guidance: float = 0.0, noise=None,
                      progress: Progress | None = None, eta: float = 0.0, spacing: str = "uniform",
                      rng: str = DEFAULT_RNG) -> np.ndarray:
-        """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py); otherwise
-        it comes from `seed` through the generator `rng` (pcg64 or philox, runtime/rng.py).
-        `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim)."""
+        """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py).
+        `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim); without `noise`, the noise comes from `seed` through the generator `rng`."""
         GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance, eta=eta,
                          spacing=spacing, rng=rng)  # the one set of checks
+        check_limit("a run's sample size n·C·H·W", n * int(np.prod(self.spec.sample_shape)), MAX_SAMPLE_VALUES,
+                    "ask for fewer sprites")
         schedule = self.spec.schedule
         step_sampler = make_sampler(sampler, schedule, steps, eta=eta, spacing=spacing)
         c = parse_context(self.spec, context, n, seed)
@@ -147,6 +156,9 @@ class SpriteGenerator:
         if frames_every is not None and (isinstance(frames_every, bool) or not isinstance(frames_every, int)
                                          or frames_every < 1):
             raise DdpmEdgeError(f"frames_every must be a positive integer or 'auto', got {frames_every!r}")
+        if frames_every:
+            check_limit("the animation's snapshot bytes", total // frames_every * params.n * int(np.prod(self.spec.sample_shape)),
+                        MAX_ANIMATION_PIXELS, "use fewer frames (a larger frames_every) or fewer sprites")
         frames: list[np.ndarray] = []
 
         def on_step(done: int, total: int, x: np.ndarray):
@@ -157,7 +169,8 @@ class SpriteGenerator:
 
         samples = self.generate_raw(params.n, context=params.context, seed=params.seed, sampler=params.sampler,
                                     steps=params.steps, guidance=params.guidance, eta=params.eta,
-                                    spacing=params.spacing, rng=params.rng, progress=on_step if frames_every or progress else None)
+                                    spacing=params.spacing, rng=params.rng,
+                                    progress=on_step if frames_every or progress else None)
         sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
@@ -253,6 +266,9 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
+    spec = generator.spec   # every size is checked before sampling (an animation's frame count: at most)
+    layout.check_size(params.n, spec.height, spec.width,
+                      frames=AUTO_FRAMES + 1 if targets.animation and not targets.frames_every else 0)
     batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
     if record and record.get("format") == RECORD_FORMAT_V1 and unchanged:
         batch = replace(batch, record_format=RECORD_FORMAT_V1)   # an old file regenerated: the same bytes

@@ -11,18 +11,21 @@ from .api import render
 from .assets.background import DEFAULT_TOLERANCE
 from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
 from .assets.outputs import DEFAULT_FRAME_MS, Targets
-from .sampling import RNGS
 from .solvers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPACINGS
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
 
-RngName = Enum("RngName", {name: name for name in RNGS}, type=str)
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)    # the solver registry
 SpacingName = Enum("SpacingName", {name: name for name in SPACINGS}, type=str)
 SAMPLER_CHOICES = "; ".join(f"{name}: {SAMPLER_HELP[name]} "
                             f"({'all T' if DEFAULT_STEPS[name] is None else DEFAULT_STEPS[name]} steps)"
                             for name in SAMPLERS)
+
+
+class RngName(str, Enum):
+    pcg64 = "pcg64"
+    philox = "philox"
 
 
 @app.command()
@@ -39,10 +42,10 @@ def run(
     seed: Optional[int] = typer.Option(None, help="random seed; same seed, same sprites (default: drawn and recorded)"),
     context: Optional[str] = typer.Option(None, "--context", "-c",
                                           help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
-    rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's, the default) or philox "
-                                                            "(portable: the same noise in the browser, web/)"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
                                                         "(default 0)"),
+    rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's) or philox (portable: "
+                                                            "the same noise in the browser)"),
     out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="sprite sheet .png, or .npy for raw float32 samples"),
     scale: Optional[int] = typer.Option(None, help="nearest-neighbour upscale of each sprite (default 4)"),
     cols: Optional[int] = typer.Option(None, help="sprites per row (default: square grid)"),

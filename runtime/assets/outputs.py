@@ -23,6 +23,7 @@ from PIL import Image, ImageColor
 from .background import TRANSPARENT
 from ..errors import DdpmEdgeError
 from ..files import atomic_path, check_writable
+from ..limits import MAX_ANIMATION_PIXELS, MAX_SHEET_PIXELS, check_limit
 from .images import grid_shape, make_sheet, sheet_geometry, to_image
 from ..params import GenerationParams
 from .records import RECORD_FORMAT, RECORD_FORMAT_V1, downgrade, png_info
@@ -63,6 +64,16 @@ class SheetLayout:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def check_size(self, n: int, height: int, width: int, frames: int = 0) -> None:
+        """Refuse (before anything is drawn) a sheet above MAX_SHEET_PIXELS, or an animation of `frames`
+        sheets above MAX_ANIMATION_PIXELS."""
+        w, h = self.sheet_size(n, height, width)
+        check_limit("the sprite sheet's pixel count", w * h, MAX_SHEET_PIXELS,
+                    "use a smaller --scale or --padding, or fewer sprites")
+        if frames:
+            check_limit("the animation's pixel count (all frames)", frames * w * h, MAX_ANIMATION_PIXELS,
+                        "use fewer frames (--gif-every), a smaller --scale, or fewer sprites")
 
     @classmethod
     def from_record(cls, record: dict) -> "SheetLayout":
@@ -221,6 +232,7 @@ def _animation_kind(path: Path) -> str:
 def save_sheet(path, sprites: np.ndarray, layout: SheetLayout = SheetLayout(), record: dict | None = None,
                fill: tuple[int, ...] | None = None) -> Path:
     """sprites uint8 [N,H,W,C] → a sheet PNG at `path` (carrying `record` when given)."""
+    layout.check_size(*sprites.shape[:3])
     with atomic_path(path) as tmp:
         _write_png(make_sheet(sprites, layout.cols, layout.scale, layout.padding, fill), tmp, record)
     return Path(path)
@@ -253,6 +265,7 @@ def save_animation(path, frames: list[np.ndarray], final: np.ndarray, layout: Sh
                    fill: tuple[int, ...] | None = None) -> Path:
     """Snapshots [N,H,W,C] then the final sprites, as sheets: a GIF (.gif) or an APNG (.png/.apng)."""
     kind = _animation_kind(Path(path))
+    layout.check_size(*final.shape[:3], frames=len(frames) + 1)
     with atomic_path(path) as tmp:
         _write_animation(tmp, animation_sheets(frames, final, layout, fill), kind, frame_ms, record)
     return Path(path)
@@ -312,6 +325,7 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
     """Write every requested output of `batch`; all of them appear, or (on any failure) none."""
     targets.check()
     n, height, width, channels = batch.sprites.shape
+    layout.check_size(n, height, width, frames=len(batch.frames) + 1 if targets.animation is not None else 0)
     layout = layout.fixed(n)
     record = batch.record(layout)
     written: list[Path] = []

@@ -15,6 +15,7 @@ import numpy as np
 from ..contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
 from ..errors import DdpmEdgeError, MissingDependency
 from ..files import HashedFile
+from ..limits import MAX_FIXED_BATCH, check_limit
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -70,6 +71,22 @@ def session_spec(session) -> ModelSpec:
     return ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, **fallback)
 
 
+def check_graph_contract(path: Path, spec: ModelSpec, inputs: dict, outputs: dict) -> None:
+    """The graph's declared shapes must agree with its metadata and the I/O contract (contract.py);
+    a dynamic (symbolic) dimension agrees with anything."""
+    expected = spec.shapes()
+    for name, node in [*inputs.items(), *((k, v) for k, v in outputs.items() if k == "eps")]:
+        want = expected[name]
+        shape = list(node.shape) if node.shape is not None else None
+        if shape is None:
+            continue
+        if len(shape) != len(want) or any(_static(d) not in (None, w) for d, w in zip(shape[1:], want[1:])):
+            raise DdpmEdgeError(f"{path}: {name} is declared {shape}, but the contract and its metadata say "
+                                f"[N, {', '.join(map(str, want[1:]))}]")
+    if outputs["eps"].type != "tensor(float)":
+        raise DdpmEdgeError(f"{path}: output eps is {outputs['eps'].type}, expected tensor(float)")
+
+
 class OnnxUnet(HashedFile):
     def __init__(self, path: str | os.PathLike, device: str = "auto", max_batch: int | None = None,
                  threads: int | None = None):
@@ -92,14 +109,21 @@ class OnnxUnet(HashedFile):
         if len(x_shape) != 4 or len(c_shape) != 2:
             raise DdpmEdgeError(f"{self.path}: x must be rank 4 and c rank 2, got {x_shape} and {c_shape}")
         self.spec = session_spec(self.session)
+        check_graph_contract(self.path, self.spec, inputs, {o.name: o for o in self.session.get_outputs()})
         fixed = _static(x_shape[0])
+        if fixed is not None:
+            check_limit(f"{self.path.name}: its fixed batch", fixed, MAX_FIXED_BATCH, "export it with a dynamic batch")
         if max_batch is not None and max_batch < 1:
             raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")
         self.fixed_batch = fixed
         self.max_batch = fixed or max_batch
 
     def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        (eps,) = self.session.run(list(OUTPUT_NAMES), {"x": x, "t": t, "c": c})
+        try:
+            (eps,) = self.session.run(list(OUTPUT_NAMES), {"x": x, "t": t, "c": c})
+        except Exception as e:  # onnxruntime's own error types: the graph cannot run on contract inputs
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DdpmEdgeError(f"{self.path.name} fails on inputs of its own contract: {first[:300]}") from None
         return eps
 
     def __call__(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
