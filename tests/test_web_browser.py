@@ -83,3 +83,30 @@ def test_page_reports_failures_in_one_line(pages):
     for result, words in ((bad_context, "unknown context"), (no_model, "missing.onnx")):
         assert result["done"] is True and result["sheetPng"] is None
         assert words in result["error"] and "\n" not in result["error"], result["error"]
+
+
+def test_page_reproduces_a_ddpm_run_sheet_from_its_record(tmp_path):
+    """The reverse: a sheet made by ddpm-run --rng philox, given to the page (?from=), comes back within 2/255;
+    a pcg64 sheet is refused in one line."""
+    folder = web_page.WEB / "models"          # served with the page, git-ignored
+    folder.mkdir(exist_ok=True)
+    philox, pcg = folder / "test-from-philox.png", folder / "test-from-pcg64.png"
+    try:
+        common = ["-n", 6, "--seed", 11, "--context", "animal", "--guidance", 1.5, "--scale", 2, "--padding", 1]
+        ddpm_run(*common, "--sampler", "dpmpp-2m", "--steps", 8, "--rng", "philox", "--out", philox, "-q")
+        ddpm_run(*common, "--sampler", "ddim", "--steps", 4, "--out", pcg, "-q")
+        web_page.vendor()
+        with web_page.serve() as url:
+            redo, refused = web_page.drive([f"{url}?from=models/{philox.name}&ep=wasm&autorun=1",
+                                            f"{url}?from=models/{pcg.name}&ep=wasm&autorun=1"])
+        assert redo["error"] is None, redo["error"]
+        browser = tmp_path / "browser.png"
+        browser.write_bytes(web_page.png_bytes(redo["sheetPng"]))
+        a, b = pixels(browser), pixels(philox)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2
+        assert {k: v for k, v in read_record(browser).items() if k != "backend"} == \
+               {k: v for k, v in read_record(philox).items() if k != "backend"}
+        assert refused["sheetPng"] is None and "pcg64 noise" in refused["error"]
+    finally:
+        philox.unlink(missing_ok=True)
+        pcg.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from ddpm_edge.runtime import __version__, solvers
 from ddpm_edge.runtime.api import AUTO_FRAMES
 from ddpm_edge.runtime.assets import records
 from ddpm_edge.runtime.assets.images import to_uint8
-from ddpm_edge.runtime.assets.outputs import SheetLayout, atlas_dict, sprite_names
+from ddpm_edge.runtime.assets.outputs import Batch, SheetLayout, atlas_dict, sprite_names
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES, INPUT_NAMES, OUTPUT_NAMES, ModelSpec
 from ddpm_edge.runtime.params import GenerationParams
 from ddpm_edge.runtime.rng import PhiloxNoise, philox4x32, philox_normal, uniforms
@@ -127,6 +127,14 @@ def golden() -> dict:
     names = sprite_names(["food"] * 4 + ["sprite", "mix"])
     out["atlas"] = {"names": names, "layout": layout.as_dict(), "size": [16, 16],
                     "atlas": atlas_dict(names, (16, 16), layout, "food.png", 3, __version__)}
+    params = GenerationParams(n=6, sampler="dpmpp-2m-sde", steps=10, seed=7, context="food", guidance=2.0,
+                              spacing="logsnr", rng="philox")
+    batch = Batch(samples=np.zeros((6, 3, 16, 16), np.float32), sprites=np.zeros((6, 16, 16, 3), np.uint8),
+                  names=tuple(names), params=params, model_sha256="ab" * 32, model_path="unet.onnx",
+                  version=__version__, backend="onnxruntime-web")
+    record = batch.record(layout)
+    chunk = records.png_info(record).chunks[0][1]           # the iTXt payload ddpm-run writes
+    out["record"] = {"params": params.as_dict(), "layout": layout.as_dict(), "itxt": list(chunk)}
     return out
 
 
