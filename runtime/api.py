@@ -85,12 +85,25 @@ class SpriteGenerator:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto",
              max_batch: int | None = None, io_binding: bool = False, cuda_graph: bool = False,
-             gpu_loop: bool = False) -> "SpriteGenerator":
+             gpu_loop: bool = False, backend: str = "auto", precision: str | None = None) -> "SpriteGenerator":
+        """backend: auto|onnxruntime|openvino|tensorrt; precision: fp32|bf16|int8|fp16 or None (what the
+        file holds). See runtime/backends/__init__.py."""
         if io_binding or cuda_graph or gpu_loop:  # ONNX Runtime with device buffers (runtime/backends/ort_cuda.py)
+            if backend not in ("auto", "onnxruntime") or precision not in (None, "fp32", "fp16"):
+                raise DdpmEdgeError("--io-binding, --cuda-graph and --gpu-loop run on onnxruntime only, at the "
+                                    "precision of the file; drop --backend/--precision or these options")
             from .backends.ort_cuda import load_gpu_backend
             return cls(load_gpu_backend(path, device=device, io_binding=io_binding, cuda_graph=cuda_graph,
                                         gpu_loop=gpu_loop, max_batch=max_batch))
-        return cls(load_unet(path, device=device, max_batch=max_batch))
+        return cls(load_unet(path, device=device, max_batch=max_batch, backend=backend, precision=precision))
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.unet, "backend", "onnxruntime")
+
+    @property
+    def precision(self) -> str:
+        return getattr(self.unet, "precision", self.spec.precision)
 
     @property
     def model_sha256(self) -> str:
