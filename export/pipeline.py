@@ -12,12 +12,16 @@ from ddpm_edge.runtime.errors import DdpmEdgeError
 
 def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: str = "seed:0", fp16: bool = False,
                trt: Path | None = None, batch: str = "1:16:256", workspace_mib: int = 2048,
-               gpu_loop: Path | None = None, loop_guidance: bool = False,
+               gpu_loop: Path | None = None, loop_guidance: bool = False, int8: bool = False,
                log: Callable[[str], None] = lambda message: None) -> None:
     if (weights is None) == (onnx_in is None):
         raise DdpmEdgeError("give exactly one of --weights (a checkpoint) or --onnx (an exported unet.onnx)")
-    if onnx_in is not None and not (fp16 or trt or gpu_loop):
-        raise DdpmEdgeError("--onnx needs something to do: --fp16, --trt or --gpu-loop")
+    if onnx_in is not None and not (fp16 or trt or gpu_loop or int8):
+        raise DdpmEdgeError("--onnx needs something to do: --fp16, --int8, --trt or --gpu-loop")
+    if int8 and (fp16 or trt or gpu_loop):
+        raise DdpmEdgeError("--int8 writes one model to --out; run it without --fp16, --trt or --gpu-loop")
+    if int8 and onnx_in is not None and onnx_in.resolve() in (out.resolve(), out.with_suffix(".bin").resolve()):
+        raise DdpmEdgeError("--int8 writes to --out; give an --out other than the --onnx it reads")
     if loop_guidance and gpu_loop is None:
         raise DdpmEdgeError("--loop-guidance shapes the --gpu-loop model; give --gpu-loop too")
     if fp16 and onnx_in is not None and onnx_in.resolve() == out.resolve():
@@ -32,9 +36,13 @@ def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: 
     with tempfile.TemporaryDirectory(prefix="ddpm-export-") as scratch:
         if weights is not None:
             from .onnx_export import export_onnx
-            fp32 = Path(scratch) / "unet_fp32.onnx" if fp16 else out
+            fp32 = Path(scratch) / "unet_fp32.onnx" if fp16 or int8 else out
             export_onnx(weights, fp32, shortcut=shortcut, log=log)
             source = fp32
+        if int8:
+            from .int8 import export_int8
+            export_int8(source, out, log=log)
+            return
         if fp16:
             from .fp16 import export_fp16
             export_fp16(source, out, log=log)
