@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, run_app
+from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, require, run_app
 
 app = make_app("Export the course's ContextUnet checkpoint to ONNX, validated against torch.")
 
@@ -20,6 +20,9 @@ def export(
     out: Path = typer.Option(Path("unet.onnx"), "--out", "-o", help="ONNX file to write"),
     shortcut: str = typer.Option("seed:0", help="course checkpoints: freeze init_conv's random shortcut as "
                                                 "seed:N (= course forward after torch.manual_seed(N)) or zero"),
+    fixed_batch: Optional[int] = typer.Option(None, "--fixed-batch", min=1,
+                                              help="fix the batch axis to N (OpenCV 4.x DNN needs a fixed batch); "
+                                                   "default dynamic"),
     fp16: bool = typer.Option(False, "--fp16", help="write an fp16 ONNX (norms fp32, float32 I/O) to --out, gated: "
                                                    "DDIM-25 PSNR >= 35 dB against fp32 or nothing is written"),
     int8: bool = typer.Option(False, "--int8", help="write an int8 model to --out: .onnx (onnxruntime QDQ) or .xml "
@@ -38,10 +41,16 @@ def export(
 ) -> None:
     """Export WEIGHTS to ONNX (dynamic batch, one file), check it against torch, then write it.
     With --onnx, convert/build from an existing ONNX instead (--fp16, --trt, --gpu-loop)."""
+    require(*(("torch", "onnx") if weights is not None else ("onnx",)))
     from .pipeline import run_export
 
+<<<<<<< HEAD
     run_export(weights, onnx_in, out, shortcut=shortcut, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
                gpu_loop=gpu_loop, loop_guidance=loop_guidance, int8=int8,
+=======
+    run_export(weights, onnx_in, out, shortcut=shortcut, fixed_batch=fixed_batch, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
+               gpu_loop=gpu_loop, loop_guidance=loop_guidance,
+>>>>>>> main
                log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
 
 

@@ -19,9 +19,10 @@ from ddpm_edge.runtime.contract import BATCH_AXIS, INPUT_NAMES, OUTPUT_NAMES, Mo
 from ddpm_edge.runtime.errors import DdpmEdgeError, ValidationFailed
 from ddpm_edge.runtime.files import atomic_path, check_writable
 
-OPSET = 18
+OPSET = 18  # traced at 18, then declared at the lowest opset with the same op schemas (portable.py)
 TOLERANCE = 1e-4
 VALIDATION_BATCHES = (1, 8)
+DOC = "ContextUnet eps = unet(x, t, c) of the DeepLearning.AI sprite diffusion course"
 
 
 @dataclass
@@ -62,12 +63,15 @@ def example_inputs(spec: ModelSpec, n: int, seed: int):
     return x, t, c
 
 
-def to_onnx_proto(model, spec: ModelSpec, opset: int = OPSET):
-    """Trace `model` (eval mode) with the dynamo exporter; return the ModelProto with metadata."""
-    import onnx
+def to_onnx_proto(model, spec: ModelSpec, opset: int = OPSET, fixed_batch: int | None = None):
+    """Trace `model` (eval mode, GELUs in portable form) with the dynamo exporter; return the portable,
+    deterministic ModelProto with metadata (see export/portable.py). `fixed_batch` fixes the batch axis
+    (OpenCV 4.x DNN needs it); default: dynamic."""
     import torch
 
-    model = model.eval()
+    from .portable import make_portable, with_portable_gelu
+
+    model = with_portable_gelu(model.eval()).eval()
     x, t, c = (torch.from_numpy(a) for a in example_inputs(spec, 2, seed=0))
     batch = torch.export.Dim(BATCH_AXIS, min=1, max=1 << 20)
     quiet = io.StringIO()
@@ -86,12 +90,8 @@ def to_onnx_proto(model, spec: ModelSpec, opset: int = OPSET):
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = BATCH_AXIS
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, spec.to_metadata())
-    proto.producer_name, proto.producer_version = "ddpm-edge", __version__
-    proto.doc_string = "ContextUnet eps = unet(x, t, c) of the DeepLearning.AI sprite diffusion course"
-    onnx.checker.check_model(proto)
-    return proto
+    return make_portable(proto, spec.to_metadata(), producer=("ddpm-edge", __version__), doc=DOC,
+                         fixed_batch=fixed_batch)
 
 
 def compare_with_torch(onnx_path, model, spec: ModelSpec, batches=VALIDATION_BATCHES, seed: int | None = None,
@@ -113,25 +113,33 @@ def compare_with_torch(onnx_path, model, spec: ModelSpec, batches=VALIDATION_BAT
 
 
 def export_onnx(weights: str | os.PathLike, out: str | os.PathLike = "unet.onnx", shortcut: str = "seed:0",
-                tolerance: float = TOLERANCE, log: Callable[[str], None] = lambda message: None) -> ExportResult:
+                tolerance: float = TOLERANCE, fixed_batch: int | None = None,
+                log: Callable[[str], None] = lambda message: None) -> ExportResult:
     """Load a checkpoint, export it, validate against torch, and only then put the file at `out`."""
     from ddpm_edge.ddpm_ref.checkpoint import load_checkpoint
 
+    from .portable import serialize
+
+    if fixed_batch is not None and fixed_batch < 1:
+        raise DdpmEdgeError(f"--fixed-batch must be >= 1, got {fixed_batch}")
     out = check_writable(out)
     checkpoint = load_checkpoint(weights, shortcut=shortcut)
     cfg = checkpoint.config
     log(f"loaded {checkpoint.path} (sha256 {checkpoint.sha256[:12]}): ContextUnet C={cfg.in_channels} "
         f"{cfg.height}x{cfg.height} n_feat={cfg.n_feat} n_cfeat={cfg.n_cfeat}, shortcut {checkpoint.shortcut}")
     spec = spec_for(checkpoint)
-    proto = to_onnx_proto(checkpoint.model, spec)
+    proto = to_onnx_proto(checkpoint.model, spec, fixed_batch=fixed_batch)
     with atomic_path(out) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
-        errors = compare_with_torch(tmp, checkpoint.model, spec)
+        tmp.write_bytes(serialize(proto))
+        batches = (fixed_batch,) if fixed_batch else VALIDATION_BATCHES
+        errors = compare_with_torch(tmp, checkpoint.model, spec, batches=batches)
         worst = max(errors.values())
         log("validated against torch: " + ", ".join(f"batch {n}: max abs error {e:.2e}" for n, e in errors.items()))
         if not worst <= tolerance:
             raise ValidationFailed(f"ONNX output differs from torch by {worst:.2e} > {tolerance:.0e}; nothing written")
         size = tmp.stat().st_size
-    log(f"wrote {out} ({size / 1e6:.1f} MB, inputs x[N,{cfg.in_channels},{cfg.height},{cfg.height}] "
-        f"t[N,1] c[N,{cfg.n_cfeat}], output eps)")
+    n = fixed_batch or "N"
+    log(f"wrote {out} ({size / 1e6:.1f} MB, opset {proto.opset_import[0].version}, IR {proto.ir_version}, "
+        f"inputs x[{n},{cfg.in_channels},{cfg.height},{cfg.height}] "
+        f"t[{n},1] c[{n},{cfg.n_cfeat}], output eps)")
     return ExportResult(out, spec, errors, size)

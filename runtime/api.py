@@ -28,13 +28,14 @@ from .assets.background import DEFAULT_TOLERANCE, apply_background, check_tolera
 from .contract import ModelSpec
 from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
+from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
 from .files import sha256_file
 from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
-from .params import GenerationParams
-from .assets.records import read_record
-from .solvers import make_sampler
-from .sampling import Progress, SeededNoise, guided, sample
+from .params import GenerationParams, check_context_list
+from .assets.records import RECORD_FORMAT_V1, read_record
+from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
+from .sampling import DEFAULT_RNG, Progress, guided, make_noise, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
@@ -63,7 +64,14 @@ def parse_context(spec: ModelSpec, context, n: int, seed: int | None) -> np.ndar
         else:
             vector = spec.context_vector(text)
         context = vector
-    array = np.asarray(context, dtype=np.float32)
+    if isinstance(context, (list, tuple)):
+        check_context_list(context)
+    try:
+        array = np.asarray(context, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
+        raise DdpmEdgeError(f"context must be a name, numbers or an array of numbers, got {str(context)[:80]}") from None
+    if array.ndim not in (1, 2):
+        raise DdpmEdgeError(f"context must be one vector or one row per sprite, got shape {array.shape}")
     if array.ndim == 1:
         array = np.broadcast_to(array, (n, array.shape[0]))
     if array.shape != (n, k):
@@ -109,17 +117,23 @@ class SpriteGenerator:
     def model_sha256(self) -> str:
         return self.unet.sha256
 
-    def generate_raw(self, n: int, context=None, seed: int | None = None, sampler: str = "ddpm",
+    def generate_raw(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
                      steps: int | None = None, guidance: float = 0.0, noise=None,
-                     progress: Progress | None = None) -> np.ndarray:
-        """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py)."""
-        GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance)  # the one set of checks
+                     progress: Progress | None = None, eta: float = 0.0, spacing: str = "uniform",
+                     rng: str = DEFAULT_RNG) -> np.ndarray:
+        """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py).
+        `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim); without `noise`, the noise comes from `seed` through the generator `rng`."""
+        GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance, eta=eta,
+                         spacing=spacing, rng=rng)  # the one set of checks
+        check_limit("a run's sample size n·C·H·W", n * int(np.prod(self.spec.sample_shape)), MAX_SAMPLE_VALUES,
+                    "ask for fewer sprites")
         schedule = self.spec.schedule
-        step_sampler = make_sampler(sampler, schedule, steps)
+        step_sampler = make_sampler(sampler, schedule, steps, eta=eta, spacing=spacing)
         c = parse_context(self.spec, context, n, seed)
-        noise = noise if noise is not None else SeededNoise(seed)
+        noise = noise if noise is not None else make_noise(rng.lower(), seed)
         loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/backends/ort_cuda.py)
         if loop is not None:
+            check_gpu_loop(step_sampler.name)
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
                 return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
                             guidance=float(guidance), progress_every=getattr(progress, "every", None))
@@ -127,15 +141,17 @@ class SpriteGenerator:
         with self._lock:
             return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
 
-    def generate(self, n: int, context=None, seed: int | None = None, sampler: str = "ddpm",
+    def generate(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
                  steps: int | None = None, guidance: float = 0.0, background: str | None = None,
-                 tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None) -> np.ndarray:
+                 tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None,
+                 eta: float = 0.0, spacing: str = "uniform", rng: str = DEFAULT_RNG) -> np.ndarray:
         """uint8 sprites [n, H, W, C]: as drawn (background None), with the background keyed to alpha
         ("transparent": [n, H, W, C+1]) or replaced by a colour ("white", "#RRGGBB"). Other keywords
         as `generate_raw`."""
         background, tolerance = parse_background(background), check_tolerance(tolerance)   # fail before sampling
         samples = self.generate_raw(n, context=context, seed=seed, sampler=sampler, steps=steps,
-                                    guidance=guidance, noise=noise, progress=progress)
+                                    guidance=guidance, noise=noise, progress=progress, eta=eta, spacing=spacing,
+                                    rng=rng)
         return apply_background(to_uint8(samples), background, tolerance)
 
     def generate_batch(self, params: GenerationParams, frames_every: int | str | None = None,
@@ -146,12 +162,16 @@ class SpriteGenerator:
         AUTO_FRAMES snapshots); the final sprites are not among the snapshots.
         """
         params = params.resolved(self.spec.T)
-        total = len(make_sampler(params.sampler, self.spec.schedule, params.steps).timesteps)
+        total = len(make_sampler(params.sampler, self.spec.schedule, params.steps, eta=params.eta,
+                                 spacing=params.spacing).timesteps)
         if frames_every == "auto":
             frames_every = max(1, math.ceil(total / AUTO_FRAMES))
         if frames_every is not None and (isinstance(frames_every, bool) or not isinstance(frames_every, int)
                                          or frames_every < 1):
             raise DdpmEdgeError(f"frames_every must be a positive integer or 'auto', got {frames_every!r}")
+        if frames_every:
+            check_limit("the animation's snapshot bytes", total // frames_every * params.n * int(np.prod(self.spec.sample_shape)),
+                        MAX_ANIMATION_PIXELS, "use fewer frames (a larger frames_every) or fewer sprites")
         frames: list[np.ndarray] = []
 
         def on_step(done: int, total: int, x: np.ndarray):
@@ -161,13 +181,15 @@ class SpriteGenerator:
         on_step.every = frames_every    # steps a device-resident loop must report x at
 
         samples = self.generate_raw(params.n, context=params.context, seed=params.seed, sampler=params.sampler,
-                                    steps=params.steps, guidance=params.guidance,
+                                    steps=params.steps, guidance=params.guidance, eta=params.eta,
+                                    spacing=params.spacing, rng=params.rng,
                                     progress=on_step if frames_every or progress else None)
         sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
-                     version=__version__, frames=tuple(frames))
+                     version=__version__, frames=tuple(frames), backend=getattr(self.unet, "backend", "onnxruntime"),
+                     precision=getattr(self.unet, "precision", "fp32"))
 
     def context_labels(self, params: GenerationParams) -> list[str]:
         """Per sprite: its class name (one-hot context), "sprite" (unconditional) or "mix"."""
@@ -221,6 +243,13 @@ class SpriteGenerator:
                             "pass --engine with the model that made it")
 
 
+def check_gpu_loop(sampler: str) -> None:
+    """The fused device loop (--gpu-loop) has DDPM and DDIM steps only: refuse the others up front."""
+    if sampler not in GPU_LOOP_SAMPLERS:
+        raise DdpmEdgeError(f"--gpu-loop runs only the {' and '.join(GPU_LOOP_SAMPLERS)} steps on the device, "
+                            f"not {sampler}; drop --gpu-loop or choose --sampler ddim")
+
+
 def render(targets: Targets, engine: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
            progress: Progress | None = None, load_options: dict | None = None, **settings) -> Batch:
     """The whole of `ddpm-run`: check every output can be written, load the model, generate, write.
@@ -239,13 +268,22 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     record = read_record(source) if source is not None else None
     params = GenerationParams.from_record(record, str(source)) if record else GenerationParams()
     layout = SheetLayout.from_record(record) if record else SheetLayout()
-    if "sampler" in given and "steps" not in given:
-        given["steps"] = None   # the recorded steps belong to the recorded sampler
+    unchanged = not (set(given) & (param_names | layout_names))
+    if "sampler" in given:
+        for name, default in (("steps", None), ("eta", 0.0), ("spacing", "uniform")):
+            given.setdefault(name, default)   # the recorded ones belong to the recorded sampler
     params = replace(params, **{k: v for k, v in given.items() if k in param_names})
     layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
     options = load_options or {}
+    if options.get("gpu_loop"):
+        check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
+    spec = generator.spec   # every size is checked before sampling (an animation's frame count: at most)
+    layout.check_size(params.n, spec.height, spec.width,
+                      frames=AUTO_FRAMES + 1 if targets.animation and not targets.frames_every else 0)
     batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
+    if record and record.get("format") == RECORD_FORMAT_V1 and unchanged:
+        batch = replace(batch, record_format=RECORD_FORMAT_V1)   # an old file regenerated: the same bytes
     write_outputs(batch, targets, layout)
     return batch

@@ -11,6 +11,7 @@ from .api import render
 from .assets.background import DEFAULT_TOLERANCE
 from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
 from .assets.outputs import DEFAULT_FRAME_MS, Targets
+from .solvers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPACINGS
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
@@ -29,9 +30,16 @@ class PrecisionName(str, Enum):
     fp16 = "fp16"
 
 
-class SamplerName(str, Enum):
-    ddpm = "ddpm"
-    ddim = "ddim"
+SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)    # the solver registry
+SpacingName = Enum("SpacingName", {name: name for name in SPACINGS}, type=str)
+SAMPLER_CHOICES = "; ".join(f"{name}: {SAMPLER_HELP[name]} "
+                            f"({'all T' if DEFAULT_STEPS[name] is None else DEFAULT_STEPS[name]} steps)"
+                            for name in SAMPLERS)
+
+
+class RngName(str, Enum):
+    pcg64 = "pcg64"
+    philox = "philox"
 
 
 @app.command()
@@ -39,13 +47,19 @@ class SamplerName(str, Enum):
 def run(
     engine: Optional[Path] = typer.Option(None, "--engine", "-e", help="unet.onnx or unet.plan; default: the shipped model"),
     n: Optional[int] = typer.Option(None, "-n", "--num", help="number of sprites (default 16)"),
-    sampler: Optional[SamplerName] = typer.Option(None, help="ddpm (all T steps, the default) or ddim (--steps)"),
-    steps: Optional[int] = typer.Option(None, help="DDIM steps (default 25)"),
+    sampler: Optional[SamplerName] = typer.Option(None, help=f"the solver (default {DEFAULT_SAMPLER}). {SAMPLER_CHOICES}"),
+    steps: Optional[int] = typer.Option(None, help="solver steps, 1 to T (default: the solver's; ddpm always runs all T)"),
+    eta: Optional[float] = typer.Option(None, help="ddim only: η from 0 (deterministic, the course's DDIM) to 1 "
+                                                   "(DDPM-like noise) (default 0)"),
+    spacing: Optional[SpacingName] = typer.Option(None, help="which timesteps the solver visits: uniform (the course's "
+                                                             "DDIM stride, the default), logsnr, karras"),
     seed: Optional[int] = typer.Option(None, help="random seed; same seed, same sprites (default: drawn and recorded)"),
     context: Optional[str] = typer.Option(None, "--context", "-c",
                                           help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
                                                         "(default 0)"),
+    rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's) or philox (portable: "
+                                                            "the same noise in the browser)"),
     out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="sprite sheet .png, or .npy for raw float32 samples"),
     scale: Optional[int] = typer.Option(None, help="nearest-neighbour upscale of each sprite (default 4)"),
     cols: Optional[int] = typer.Option(None, help="sprites per row (default: square grid)"),
@@ -89,6 +103,7 @@ def run(
                                          cuda_graph=cuda_graph, gpu_loop=gpu_loop, backend=backend.value,
                                          precision=precision.value if precision else None),
                        n=n, sampler=sampler.value if sampler else None, steps=steps, seed=seed, context=context,
+                       eta=eta, spacing=spacing.value if spacing else None, rng=rng.value if rng else None,
                        guidance=guidance, background=background, tolerance=tolerance,
                        cols=cols, scale=scale, padding=padding)
     finally:
@@ -98,7 +113,8 @@ def run(
         if each is not None:
             written += f", {len(batch.names)} sprites in {each}"
         p = batch.params
-        typer.echo(f"wrote {written} ({p.n} sprites, {p.sampler} {p.steps} steps, seed {p.seed}, "
+        solver = p.sampler + (f" eta {p.eta:g}" if p.eta else "") + (f" {p.spacing}" if p.spacing != "uniform" else "")
+        typer.echo(f"wrote {written} ({p.n} sprites, {solver} {p.steps} steps, seed {p.seed}, "
                    f"model {Path(batch.model_path).name})", err=True)
 
 

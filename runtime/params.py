@@ -13,10 +13,29 @@ import numpy as np
 
 from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
-from .solvers import DEFAULT_DDIM_STEPS, SAMPLERS
+from .limits import MAX_N, MAX_SEED, MAX_T
+from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
+from .sampling import DEFAULT_RNG, RNGS
 
-MAX_SAMPLES = 1 << 20
+MAX_SAMPLES = MAX_N
 SEED_BITS = 32
+# fields added after record format /1: what older records meant
+RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def check_context_list(context) -> None:
+    """A context given as a list: finite numbers [n_cfeat], or rows of them [n, n_cfeat] of one length."""
+    rows = context if context and all(isinstance(row, (list, tuple)) for row in context) else [context]
+    width = len(rows[0])
+    for row in rows:
+        if len(row) != width or not all(_is_number(v) for v in row):
+            raise DdpmEdgeError("context must be a list of finite numbers, or equal-length rows of them, "
+                                f"got {str(context)[:80]}")
 
 
 def _is_int(value) -> bool:
@@ -25,33 +44,42 @@ def _is_int(value) -> bool:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """n sprites from `sampler` (`steps` for ddim), noise from `seed`, conditioned on `context` (a name,
+    """n sprites from `sampler` (`steps`, `spacing`; `eta` for ddim), noise from `seed`, conditioned on `context` (a name,
     "random", "none", comma-separated numbers, or a list), classifier-free `guidance`; then the
     background kept (None), keyed to "transparent", or replaced by a colour ("#rrggbb"), keying pixels
     within `tolerance` (0–255, per channel) of the colour estimated from the sprite's border."""
     n: int = 16
-    sampler: str = "ddpm"
+    sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
     seed: int | None = None
     context: str | list | None = None
     guidance: float = 0.0
     background: str | None = None
     tolerance: int = DEFAULT_TOLERANCE
+    eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
+    spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
+    rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
             raise DdpmEdgeError(f"number of sprites must be an integer, at least 1 and at most {MAX_SAMPLES}, "
                                 f"got {self.n!r}")
-        if not isinstance(self.sampler, str) or self.sampler.lower() not in SAMPLERS:
-            raise DdpmEdgeError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
-            raise DdpmEdgeError(f"steps must be a positive integer, got {self.steps!r}")
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
-            raise DdpmEdgeError(f"seed must be a non-negative integer, got {self.seed!r}")
+        sampler = check_sampler(self.sampler)
+        object.__setattr__(self, "eta", check_eta(sampler, self.eta))
+        object.__setattr__(self, "spacing", check_spacing(sampler, self.spacing))
+        if self.steps is not None and (not _is_int(self.steps) or not 1 <= self.steps <= MAX_T):
+            raise DdpmEdgeError(f"steps must be an integer from 1 to {MAX_T}, got {self.steps!r}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
+            raise DdpmEdgeError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed!r}")
+        if not isinstance(self.rng, str) or self.rng.lower() not in RNGS:
+            raise DdpmEdgeError(f"unknown noise generator {self.rng!r}; choose one of {', '.join(RNGS)}")
+        object.__setattr__(self, "rng", self.rng.lower())
         if isinstance(self.context, np.ndarray):
             object.__setattr__(self, "context", self.context.tolist())
         if self.context is not None and not isinstance(self.context, (str, list, tuple)):
             raise DdpmEdgeError(f"context must be a string or a list of numbers, got {type(self.context).__name__}")
+        if isinstance(self.context, (list, tuple)):
+            check_context_list(self.context)
         if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
                 or not math.isfinite(self.guidance) or self.guidance < 0:
             raise DdpmEdgeError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
@@ -67,7 +95,7 @@ class GenerationParams:
     def resolved(self, T: int) -> "GenerationParams":
         """A copy with every open choice made: a random seed when none was given, the default steps."""
         seed = self.seed if self.seed is not None else secrets.randbits(SEED_BITS)
-        steps = self.steps if self.steps is not None else (T if self.sampler == "ddpm" else DEFAULT_DDIM_STEPS)
+        steps = self.steps if self.steps is not None else default_steps(self.sampler, T)
         return replace(self, seed=seed, steps=steps)
 
     def as_dict(self) -> dict:
@@ -76,6 +104,7 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
+        record = {**RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in record]
         if missing:

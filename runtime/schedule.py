@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DdpmEdgeError
+from .limits import MAX_T
 
 COURSE_T = 500
 COURSE_BETA1 = 1e-4
@@ -30,8 +31,11 @@ class Schedule:
     alphas_cumprod: np.ndarray = field(init=False, repr=False, compare=False)  # [T+1]
 
     def __post_init__(self):
-        if not (isinstance(self.T, (int, np.integer)) and self.T >= 1):
-            raise DdpmEdgeError(f"schedule T must be a positive integer, got {self.T!r}")
+        if not (isinstance(self.T, (int, np.integer)) and not isinstance(self.T, bool) and 1 <= self.T <= MAX_T):
+            raise DdpmEdgeError(f"schedule T must be an integer from 1 to {MAX_T}, got {self.T!r}")
+        if not all(isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, bool)
+                   for b in (self.beta1, self.beta2)):
+            raise DdpmEdgeError(f"schedule betas must be numbers, got {self.beta1!r}, {self.beta2!r}")
         if not (0.0 < self.beta1 <= self.beta2 < 1.0):
             raise DdpmEdgeError(f"schedule needs 0 < beta1 <= beta2 < 1, got {self.beta1}, {self.beta2}")
         betas = np.linspace(self.beta1, self.beta2, self.T + 1, dtype=np.float64)

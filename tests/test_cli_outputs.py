@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageSequence
+from conftest import script
 from typer.testing import CliRunner
 
 from ddpm_edge.runtime.cli import app
@@ -143,7 +144,7 @@ def test_bad_input_is_one_line_and_leaves_no_files(small_onnx, tmp_path, args, m
 
 def test_console_script_and_plain_outputs(small_onnx, tmp_path):
     """The installed ddpm-run: a transparent sheet with an APNG, and the old .npy output still works."""
-    exe = shutil.which("ddpm-run") or pytest.skip("ddpm-run is not on PATH (pip install -e . first)")
+    exe = script("ddpm-run")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([exe, "--engine", str(small_onnx), "-n", "3", *FAST, "--seed", "2", "--background",
                           "transparent", "--gif", "anim.png", "--gif-every", "2", "--gif-ms", "40"],

@@ -183,7 +183,7 @@ def test_png_records_round_trip(rng, tmp_path):
     sprites = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
     record = {"n": 2, "seed": 7, "context": [[1, 0], [0, 1]], "guidance": 0.5}
     sheet = save_sheet(tmp_path / "s.png", sprites, record=record)
-    assert read_record(sheet) == {"format": "ddpm-edge-params/1", **record}
+    assert read_record(sheet) == {"format": "ddpm-edge-params/2", **record}
     each = save_each(tmp_path / "each", sprites, ["a_0", "b_1"], scale=2, record=record)
     assert [p.name for p in each] == ["a_0.png", "b_1.png"] and Image.open(each[1]).size == (32, 32)
     assert read_record(each[1])["sprite"] == 1

@@ -23,9 +23,10 @@ from PIL import Image, ImageColor
 from .background import TRANSPARENT
 from ..errors import DdpmEdgeError
 from ..files import atomic_path, check_writable
+from ..limits import MAX_ANIMATION_PIXELS, MAX_SHEET_PIXELS, check_limit
 from .images import grid_shape, make_sheet, sheet_geometry, to_image
 from ..params import GenerationParams
-from .records import png_info
+from .records import RECORD_FORMAT, RECORD_FORMAT_V1, downgrade, png_info
 
 DEFAULT_FRAME_MS = 60     # each denoising frame of the animation
 FINAL_FRAME_MS = 1500     # the finished sprites stay up this long before the loop restarts
@@ -64,6 +65,16 @@ class SheetLayout:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def check_size(self, n: int, height: int, width: int, frames: int = 0) -> None:
+        """Refuse (before anything is drawn) a sheet above MAX_SHEET_PIXELS, or an animation of `frames`
+        sheets above MAX_ANIMATION_PIXELS."""
+        w, h = self.sheet_size(n, height, width)
+        check_limit("the sprite sheet's pixel count", w * h, MAX_SHEET_PIXELS,
+                    "use a smaller --scale or --padding, or fewer sprites")
+        if frames:
+            check_limit("the animation's pixel count (all frames)", frames * w * h, MAX_ANIMATION_PIXELS,
+                        "use fewer frames (--gif-every), a smaller --scale, or fewer sprites")
+
     @classmethod
     def from_record(cls, record: dict) -> "SheetLayout":
         return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
@@ -96,6 +107,9 @@ class Batch:
     model_path: str
     version: str                     # ddpm-edge version that generated it
     frames: tuple[np.ndarray, ...] = field(default=(), repr=False)  # uint8 [n, H, W, C] snapshots, final excluded
+    backend: str = "onnxruntime"     # the UNet's backend and precision (runtime/backends)
+    precision: str = "fp32"
+    record_format: str = RECORD_FORMAT   # RECORD_FORMAT_V1: regenerated unchanged from a /1 record, written as /1
 
     @property
     def fill(self) -> tuple[int, ...]:
@@ -103,8 +117,12 @@ class Batch:
 
     def record(self, layout: SheetLayout) -> dict:
         """The generation record every PNG of this batch carries."""
-        return {**self.params.as_dict(), **layout.fixed(len(self.sprites)).as_dict(),
-                "model": self.model_path, "model_sha256": self.model_sha256, "version": self.version}
+        record = {**self.params.as_dict(), **layout.fixed(len(self.sprites)).as_dict(),
+                  "model": self.model_path, "model_sha256": self.model_sha256, "version": self.version,
+                  "backend": self.backend, "precision": self.precision}
+        if self.record_format == RECORD_FORMAT_V1:
+            return downgrade(record) or record
+        return record
 
 
 # -- single outputs, written to a path as given ---------------------------------------------------
@@ -214,6 +232,7 @@ def _animation_kind(path: Path) -> str:
 def save_sheet(path, sprites: np.ndarray, layout: SheetLayout = SheetLayout(), record: dict | None = None,
                fill: tuple[int, ...] | None = None) -> Path:
     """sprites uint8 [N,H,W,C] → a sheet PNG at `path` (carrying `record` when given)."""
+    layout.check_size(*sprites.shape[:3])
     with atomic_path(path) as tmp:
         _write_png(make_sheet(sprites, layout.cols, layout.scale, layout.padding, fill), tmp, record)
     return Path(path)
@@ -246,6 +265,7 @@ def save_animation(path, frames: list[np.ndarray], final: np.ndarray, layout: Sh
                    fill: tuple[int, ...] | None = None) -> Path:
     """Snapshots [N,H,W,C] then the final sprites, as sheets: a GIF (.gif) or an APNG (.png/.apng)."""
     kind = _animation_kind(Path(path))
+    layout.check_size(*final.shape[:3], frames=len(frames) + 1)
     with atomic_path(path) as tmp:
         _write_animation(tmp, animation_sheets(frames, final, layout, fill), kind, frame_ms, record)
     return Path(path)
@@ -305,6 +325,7 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
     """Write every requested output of `batch`; all of them appear, or (on any failure) none."""
     targets.check()
     n, height, width, channels = batch.sprites.shape
+    layout.check_size(n, height, width, frames=len(batch.frames) + 1 if targets.animation is not None else 0)
     layout = layout.fixed(n)
     record = batch.record(layout)
     written: list[Path] = []

@@ -3,6 +3,12 @@
 The record names the model (file name and sha256), the sampler settings, the seed, the context, the
 background keying and the sheet layout, plus the toolkit version. It carries no time stamp, so the same
 record and pixels give the same file bytes; `ddpm-run --from` reads it back.
+
+Formats:
+    "ddpm-edge-params/2"  every GenerationParams field, the layout, model, version, backend and precision
+    "ddpm-edge-params/1"  written before solvers gained η and spacings and backends were recorded: it lacks
+                          those fields, which mean V1_DEFAULTS. Regenerated with nothing changed, a /1 record
+                          is written back as /1, so the file comes out byte for byte (see `downgrade`).
 """
 from __future__ import annotations
 
@@ -15,11 +21,23 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from ..errors import DdpmEdgeError
 
 CHUNK_KEY = "ddpm-edge"
-RECORD_FORMAT = "ddpm-edge-params/1"
+RECORD_FORMAT = "ddpm-edge-params/2"
+RECORD_FORMAT_V1 = "ddpm-edge-params/1"
+RECORD_FORMATS = (RECORD_FORMAT_V1, RECORD_FORMAT)
+# fields /2 added, with the value a /1 record implies
+V1_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "backend": "onnxruntime", "precision": "fp32"}
+
+
+def downgrade(record: dict) -> dict | None:
+    """`record` (a /2 record without "format") as a /1 record, or None when it says more than /1 can."""
+    if any(record.get(name, default) != default for name, default in V1_DEFAULTS.items()):
+        return None
+    return {"format": RECORD_FORMAT_V1, **{k: v for k, v in record.items() if k not in V1_DEFAULTS}}
 
 
 def png_info(record: dict | None) -> PngImagePlugin.PngInfo | None:
-    """A PngInfo carrying `record` (JSON-serialisable), or None when there is nothing to record."""
+    """A PngInfo carrying `record` (JSON-serialisable; format /2 unless it names one), or None when there is
+    nothing to record."""
     if record is None:
         return None
     info = PngImagePlugin.PngInfo()
@@ -29,7 +47,8 @@ def png_info(record: dict | None) -> PngImagePlugin.PngInfo | None:
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    """The record stored in a PNG written by ddpm-run (sheet, per-sprite PNG or APNG)."""
+    """The record stored in a PNG written by ddpm-run (sheet, per-sprite PNG or APNG), as stored: a /1
+    record keeps its format and lacks the /2 fields (GenerationParams.from_record fills them in)."""
     path = Path(path)
     if not path.is_file():
         raise DdpmEdgeError(f"cannot read {path}: no such file")
@@ -46,7 +65,8 @@ def read_record(path: str | os.PathLike) -> dict:
         record = json.loads(text)
     except ValueError:
         raise DdpmEdgeError(f"{path}: its ddpm-edge parameters are not valid JSON") from None
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in RECORD_FORMATS:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise DdpmEdgeError(f"{path}: unsupported ddpm-edge parameter format {found!r} (expected {RECORD_FORMAT})")
+        raise DdpmEdgeError(f"{path}: unsupported ddpm-edge parameter format {found!r} "
+                            f"(expected {' or '.join(RECORD_FORMATS)})")
     return record

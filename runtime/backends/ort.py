@@ -15,6 +15,7 @@ import numpy as np
 from ..contract import OUTPUT_NAMES, ModelSpec, run_chunked
 from ..errors import DdpmEdgeError, MissingDependency
 from ..files import HashedFile
+from ..limits import MAX_FIXED_BATCH, check_limit
 from .common import batch_limit, check_unet_io, graph_precision, onnx_summary, spec_from, static_dim
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -66,6 +67,22 @@ def session_spec(session) -> ModelSpec:
     return spec_from(session.get_modelmeta().custom_metadata_map, shapes.get("x", []), shapes.get("c", []))
 
 
+def check_graph_contract(path: Path, spec: ModelSpec, inputs: dict, outputs: dict) -> None:
+    """The graph's declared shapes must agree with its metadata and the I/O contract (contract.py);
+    a dynamic (symbolic) dimension agrees with anything."""
+    expected = spec.shapes()
+    for name, node in [*inputs.items(), *((k, v) for k, v in outputs.items() if k == "eps")]:
+        want = expected[name]
+        shape = list(node.shape) if node.shape is not None else None
+        if shape is None:
+            continue
+        if len(shape) != len(want) or any(_static(d) not in (None, w) for d, w in zip(shape[1:], want[1:])):
+            raise DdpmEdgeError(f"{path}: {name} is declared {shape}, but the contract and its metadata say "
+                                f"[N, {', '.join(map(str, want[1:]))}]")
+    if outputs["eps"].type != "tensor(float)":
+        raise DdpmEdgeError(f"{path}: output eps is {outputs['eps'].type}, expected tensor(float)")
+
+
 class OnnxUnet(HashedFile):
     """`.precision` is read off the graph: int8 when it holds QDQ/QLinear nodes, else its metadata's
     fp32/fp16. ONNX Runtime runs a graph at the precision it was exported in; `precision`, when given,
@@ -87,6 +104,7 @@ class OnnxUnet(HashedFile):
         check_unet_io(self.path, {k: (i.type == "tensor(float)", i.shape) for k, i in inputs.items()}, outputs)
         x_shape = inputs["x"].shape
         self.spec = session_spec(self.session)
+        check_graph_contract(self.path, self.spec, inputs, {o.name: o for o in self.session.get_outputs()})
         self.precision = graph_precision(*onnx_summary(self.path))
         if precision is not None and precision != self.precision:
             hint = {"bf16": "; bf16 runs on --backend openvino",
@@ -94,11 +112,17 @@ class OnnxUnet(HashedFile):
             raise DdpmEdgeError(f"{self.path.name} is {self.precision}; onnxruntime runs it only at "
                                 f"{self.precision}, not {precision}{hint.get(precision, '')}")
         fixed = _static(x_shape[0])
+        if fixed is not None:
+            check_limit(f"{self.path.name}: its fixed batch", fixed, MAX_FIXED_BATCH, "export it with a dynamic batch")
         self.fixed_batch = fixed
         self.max_batch = batch_limit(fixed, max_batch)
 
     def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-        (eps,) = self.session.run(list(OUTPUT_NAMES), {"x": x, "t": t, "c": c})
+        try:
+            (eps,) = self.session.run(list(OUTPUT_NAMES), {"x": x, "t": t, "c": c})
+        except Exception as e:  # onnxruntime's own error types: the graph cannot run on contract inputs
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DdpmEdgeError(f"{self.path.name} fails on inputs of its own contract: {first[:300]}") from None
         return eps
 
     def __call__(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -1,79 +1,103 @@
-"""DDPM and DDIM steps in NumPy. A sampler holds no model: it lists its timesteps and maps
-(x_i, eps, i, z) to x_prev. The torch twin lives in ddpm_ref/sampling.py; tests tie them together.
+"""Solvers (samplers) in NumPy, one per file, model-free: a solver lists its `timesteps` (schedule indices,
+descending, first = T) and maps (x_i, eps, i, z) to x_prev. The sampling loop (runtime/sampling.py) calls the
+UNet once per timestep with t = i / T and draws z where `needs_noise(i)`.
 
-Shapes: x, eps, z are [N, C, H, W] float32.
+    ddpm          the course's ancestral DDPM, all T steps            ddpm.py
+    ddim          the course's DDIM (lesson 4), η ≥ 0                  ddim.py
+    dpmpp-2m      DPM-Solver++(2M)                                     dpmpp_2m.py
+    dpmpp-2m-sde  SDE-DPM-Solver++(2M), midpoint                       dpmpp_2m_sde.py
+    dpmpp-3m-sde  SDE-DPM-Solver++(3M)                                 dpmpp_3m_sde.py
+
+Multistep solvers keep their history inside: `make_sampler` returns a fresh instance, one per trajectory.
+Shapes: x, eps, z are [N, C, H, W] float32. The torch twin of ddpm/ddim lives in ddpm_ref/sampling.py.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..errors import DdpmEdgeError
-from ..schedule import Schedule, ddim_timesteps, ddpm_timesteps
+from ..schedule import Schedule
+from .ddim import DEFAULT_DDIM_STEPS, DDIMSampler
+from .ddpm import DDPMSampler
+from .dpmpp_2m import DPMSolverPP2M
+from .dpmpp_2m_sde import DPMSolverPP2MSDE
+from .dpmpp_3m_sde import DPMSolverPP3MSDE
+from .spacing import SPACINGS, make_timesteps
 
-SAMPLERS = ("ddpm", "ddim")
-DEFAULT_DDIM_STEPS = 25
-
-
-class DDPMSampler:
-    """The course's `denoise_add_noise`:
-
-        x_{i-1} = (x_i − eps · (1 − α_i) / √(1 − ᾱ_i)) / √α_i + √β_i · z,   z = 0 at i = 1
-    """
-
-    name = "ddpm"
-
-    def __init__(self, schedule: Schedule):
-        self.schedule = schedule
-        self.timesteps = ddpm_timesteps(schedule)
-
-    def needs_noise(self, i: int) -> bool:
-        return i > 1
-
-    def step(self, x: np.ndarray, eps: np.ndarray, i: int, z: np.ndarray | None = None) -> np.ndarray:
-        s = self.schedule
-        eps_coef = np.float32((1.0 - s.alphas[i]) / np.sqrt(1.0 - s.alphas_cumprod[i]))
-        mean = (x - eps * eps_coef) / np.sqrt(s.alphas[i])
-        if self.needs_noise(i):
-            if z is None:
-                raise DdpmEdgeError(f"DDPM step {i} needs noise z")
-            mean = mean + np.sqrt(s.betas[i]) * z
-        return mean.astype(np.float32, copy=False)
-
-
-class DDIMSampler:
-    """Course lesson 4's deterministic `denoise_ddim`, stride s = T // steps:
-
-        x0   = (x_i − √(1 − ᾱ_i) · eps) / √ᾱ_i
-        x_{i-s} = √ᾱ_{i-s} · x0 + √(1 − ᾱ_{i-s}) · eps
-    """
-
-    name = "ddim"
-
-    def __init__(self, schedule: Schedule, steps: int = DEFAULT_DDIM_STEPS):
-        self.schedule = schedule
-        self.timesteps = ddim_timesteps(schedule, steps)
-        self.stride = schedule.T // steps
-
-    def needs_noise(self, i: int) -> bool:
-        return False
-
-    def prev(self, i: int) -> int:
-        return max(i - self.stride, 0)
-
-    def step(self, x: np.ndarray, eps: np.ndarray, i: int, z: np.ndarray | None = None) -> np.ndarray:
-        ab = self.schedule.alphas_cumprod
-        ab_t, ab_prev = ab[i], ab[self.prev(i)]
-        x0 = (x - np.sqrt(1.0 - ab_t) * eps) * np.float32(np.sqrt(ab_prev) / np.sqrt(ab_t))
-        return (x0 + np.sqrt(1.0 - ab_prev) * eps).astype(np.float32, copy=False)
+SAMPLERS = {
+    "ddpm": DDPMSampler,
+    "ddim": DDIMSampler,
+    "dpmpp-2m": DPMSolverPP2M,
+    "dpmpp-2m-sde": DPMSolverPP2MSDE,
+    "dpmpp-3m-sde": DPMSolverPP3MSDE,
+}
+DEFAULT_SAMPLER = "ddpm"       # what ddpm-run and SpriteGenerator use when no sampler is named
+DEFAULT_STEPS = {              # None: all T steps
+    "ddpm": None,
+    "ddim": DEFAULT_DDIM_STEPS,
+    "dpmpp-2m": 20,
+    "dpmpp-2m-sde": 20,
+    "dpmpp-3m-sde": 20,
+}
+GPU_LOOP_SAMPLERS = ("ddpm", "ddim")   # the fused device loop (runtime/backends/loop_graph.py) has only these steps
+SAMPLER_HELP = {
+    "ddpm": "the course's DDPM",
+    "ddim": "DDIM of course lesson 4, --eta adds noise",
+    "dpmpp-2m": "DPM-Solver++(2M), deterministic",
+    "dpmpp-2m-sde": "SDE-DPM-Solver++(2M), stochastic",
+    "dpmpp-3m-sde": "SDE-DPM-Solver++(3M), stochastic",
+}
 
 
-def make_sampler(name: str, schedule: Schedule, steps: int | None = None):
-    """`ddpm` always runs all T steps; `ddim` runs `steps` (default 25)."""
-    name = name.lower()
+def check_sampler(name) -> str:
+    """The registry name for `name` (any case), or a one-line refusal."""
+    if not isinstance(name, str) or name.lower() not in SAMPLERS:
+        raise DdpmEdgeError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return name.lower()
+
+
+def check_eta(name: str, eta) -> float:
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.integer, np.floating)) or not math.isfinite(eta) or not 0 <= eta <= 1:
+        raise DdpmEdgeError(f"eta must be a number from 0 to 1, got {eta!r}")
+    if eta != 0 and name != "ddim":
+        raise DdpmEdgeError(f"eta applies to the ddim sampler only, not {name}")
+    return float(eta)
+
+
+def check_spacing(name: str, spacing) -> str:
+    if not isinstance(spacing, str) or spacing.lower() not in SPACINGS:
+        raise DdpmEdgeError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    if name == "ddpm" and spacing.lower() != "uniform":
+        raise DdpmEdgeError(f"ddpm visits every index; spacing {spacing!r} applies to the other samplers")
+    return spacing.lower()
+
+
+def default_steps(name: str, T: int) -> int:
+    steps = DEFAULT_STEPS[check_sampler(name)]
+    return T if steps is None else steps
+
+
+def make_sampler(name: str, schedule: Schedule, steps: int | None = None, eta: float = 0.0,
+                 spacing: str = "uniform"):
+    """A fresh solver for one trajectory. `ddpm` always runs all T steps; the others run `steps`
+    (default DEFAULT_STEPS[name]) indices chosen by `spacing` (uniform, logsnr, karras); `eta` is DDIM's."""
+    name = check_sampler(name)
+    eta = check_eta(name, eta)
+    spacing = check_spacing(name, spacing)
     if name == "ddpm":
         if steps not in (None, schedule.T):
-            raise DdpmEdgeError(f"ddpm runs all {schedule.T} steps; use --sampler ddim for {steps}")
+            raise DdpmEdgeError(f"ddpm runs all {schedule.T} steps; use another sampler (ddim, dpmpp-2m-sde, …) "
+                                f"for {steps}")
         return DDPMSampler(schedule)
+    steps = DEFAULT_STEPS[name] if steps is None else steps
     if name == "ddim":
-        return DDIMSampler(schedule, DEFAULT_DDIM_STEPS if steps is None else steps)
-    raise DdpmEdgeError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+        make_timesteps(schedule, steps, spacing)          # validates steps before the stride is taken
+        return DDIMSampler(schedule, steps, eta=eta, spacing=spacing)
+    return SAMPLERS[name](schedule, steps, spacing=spacing)
+
+
+__all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "DEFAULT_DDIM_STEPS", "GPU_LOOP_SAMPLERS", "SPACINGS",
+           "DDPMSampler", "DDIMSampler", "DPMSolverPP2M", "DPMSolverPP2MSDE", "DPMSolverPP3MSDE", "make_sampler",
+           "make_timesteps", "check_sampler", "default_steps"]
