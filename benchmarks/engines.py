@@ -64,7 +64,7 @@ def int8_model(fp32: Path, suffix: str, given: Path | None) -> Path:
         from ddpm_edge.export.int8 import export_int8
         cached.parent.mkdir(parents=True, exist_ok=True)
         say(f"exporting {cached.name} (once; cached)")
-        export_int8(fp32, cached)
+        export_int8(fp32, cached, gate="none")   # speed only; the quality gate is runtime/gate.py's
     return cached
 
 

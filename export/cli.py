@@ -28,6 +28,10 @@ def export(
     int8: bool = typer.Option(False, "--int8", help="write an int8 model to --out: .onnx (onnxruntime QDQ) or .xml "
                                                    "(OpenVINO IR via NNCF), calibrated on sampling trajectories; "
                                                    "sensitive layers stay float"),
+    gate: Optional[str] = typer.Option(None, "--gate", help="--int8 quality gate: the solver config at which the "
+                                                         "yardstick must find int8 equal to fp32 (default "
+                                                         "dpmpp-2m-sde:10:guidance=2), or none"),
+    gate_n: Optional[int] = typer.Option(None, "--gate-n", help="--int8 quality gate: sprites per seed (default 500)"),
     trt: Optional[Path] = typer.Option(None, "--trt", help="also build a TensorRT engine (.plan + .plan.json sidecar) "
                                                           "from the ONNX; needs tensorrt and an NVIDIA GPU"),
     batch: str = typer.Option("1:16:256", "--batch", help="TensorRT batch profile MIN:OPT:MAX"),
@@ -44,13 +48,8 @@ def export(
     require(*(("torch", "onnx") if weights is not None else ("onnx",)))
     from .pipeline import run_export
 
-<<<<<<< HEAD
-    run_export(weights, onnx_in, out, shortcut=shortcut, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
-               gpu_loop=gpu_loop, loop_guidance=loop_guidance, int8=int8,
-=======
     run_export(weights, onnx_in, out, shortcut=shortcut, fixed_batch=fixed_batch, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
-               gpu_loop=gpu_loop, loop_guidance=loop_guidance,
->>>>>>> main
+               gpu_loop=gpu_loop, loop_guidance=loop_guidance, int8=int8, gate=gate, gate_n=gate_n,
                log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
 
 

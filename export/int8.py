@@ -11,8 +11,9 @@
 3. Greedy: quantize all convs, then keep the most sensitive ones float until the whole model's mean |Δeps|
    is within `max_eps_error`. The embedding GEMMs (a few hundred MACs) stay float. Both formats get the
    same float set and calibration rows.
-4. The file is written atomically; the input is never overwritten. Whether the result is good enough to
-   sample with is the quality gate's call (runtime/gate.py), not this module's.
+4. The quality gate (runtime/gate.py): the yardstick must find the int8 model's sprites equal to the fp32
+   model's at the gate's solver config, else nothing is written. The verdict is cached under the file's
+   sha256, so its first use needs no new measurement. Written atomically; the input is never overwritten.
 """
 from __future__ import annotations
 
@@ -201,9 +202,9 @@ def _ov_ignored(ov_model, onnx_proto, kept: list[str]):
     return nncf.IgnoredScope(names=names, types=list(NOT_QUANTIZED_OV_TYPES))
 
 
-def write_ir(src: Path, out: Path, calib: Calibration, kept: list[str], meta: dict[str, str]) -> None:
-    """NNCF post-training quantization of the OpenVINO model → IR at `out` (.xml) and its .bin, with the
-    metadata (and the .bin's sha256) in rt_info."""
+def write_ir(src: Path, xml: Path, calib: Calibration, kept: list[str], meta: dict[str, str]) -> None:
+    """NNCF post-training quantization of the OpenVINO model → IR `xml` and its .bin (in a scratch folder;
+    the caller moves them), with the metadata and the .bin's sha256 in rt_info."""
     try:
         import nncf
         import onnx
@@ -217,24 +218,18 @@ def write_ir(src: Path, out: Path, calib: Calibration, kept: list[str], meta: di
     quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items),
                               preset=nncf.QuantizationPreset.MIXED,   # asymmetric activations (GELU < 0)
                               ignored_scope=_ov_ignored(model, onnx.load(str(src)), kept))
-    bin_out = out.with_suffix(".bin")
-    check_writable(bin_out)
-    with tempfile.TemporaryDirectory(prefix=".int8-", dir=out.parent) as scratch:
-        xml = Path(scratch) / out.name
-        set_ir_metadata(quantized, meta)
-        ov.save_model(quantized, str(xml), compress_to_fp16=False)
-        set_ir_metadata(quantized, {**meta, "weights_sha256": sha256_file(xml.with_suffix(".bin"))})
-        ov.save_model(quantized, str(xml), compress_to_fp16=False)   # same .bin, rt_info now names it
-        # .bin first: an .xml is never beside weights it was not written with
-        with atomic_path(bin_out) as tmp:
-            os.replace(xml.with_suffix(".bin"), tmp)
-        with atomic_path(out) as tmp:
-            os.replace(xml, tmp)
+    set_ir_metadata(quantized, meta)
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)
+    set_ir_metadata(quantized, {**meta, "weights_sha256": sha256_file(xml.with_suffix(".bin"))})
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)   # same .bin; rt_info now names it
 
 
 def export_int8(fp32_onnx: str | os.PathLike, out: str | os.PathLike, max_eps_error: float = MAX_EPS_ERROR,
+                gate: str | None = None, gate_n: int | None = None,
                 log: Callable[[str], None] = lambda message: None) -> Int8Result:
-    """`fp32_onnx` → int8 `out` (.onnx: ORT QDQ; .xml: OpenVINO IR). See the module doc."""
+    """`fp32_onnx` → int8 `out` (.onnx: ORT QDQ; .xml: OpenVINO IR). See the module doc. `gate`: the solver
+    config of the quality gate (runtime/gate.py; default its DEFAULT_CONFIG), "none" to skip it."""
+    from ddpm_edge.runtime import gate as quality_gate
     from ddpm_edge.runtime.backends.common import graph_precision, onnx_summary
 
     src, out = Path(fp32_onnx), Path(out)
@@ -245,27 +240,41 @@ def export_int8(fp32_onnx: str | os.PathLike, out: str | os.PathLike, max_eps_er
     if src.resolve() in (out.resolve(), out.with_suffix(".bin").resolve()):
         raise DdpmEdgeError("--int8 never overwrites its input; give another -o")
     check_writable(out)
+    if out.suffix.lower() == ".xml":
+        check_writable(out.with_suffix(".bin"))
+    config = None if str(gate).lower() == "none" else quality_gate.GateConfig.parse(
+        gate or quality_gate.DEFAULT_CONFIG, n=gate_n or quality_gate.DEFAULT_N)
     meta, ops = onnx_summary(src)
     if graph_precision(meta, ops) != "fp32":
         raise DdpmEdgeError(f"--int8 starts from an fp32 model; {src.name} is {graph_precision(meta, ops)}")
     _import_quantization()
     log("int8: recording calibration rows from sampling trajectories (fp32, DDIM, every class, guided and not)")
     calib, held = calibration_sets(src)
-    with tempfile.TemporaryDirectory(prefix="ddpm-int8-") as scratch:
-        kept, sensitivity, error = choose_float_layers(src, calib, held, Path(scratch), max_eps_error, log)
+    with tempfile.TemporaryDirectory(prefix=".ddpm-int8-", dir=out.parent) as scratch:
+        scratch = Path(scratch)
+        kept, sensitivity, error = choose_float_layers(src, calib, held, scratch, max_eps_error, log)
         meta = {**meta, "precision": "int8", "int8_float_layers": ",".join(kept),
                 "int8_calibration": f"{len(calib)} trajectory rows (DDIM-{CALIB_STEPS}, all classes, guided)",
                 "source_onnx_sha256": sha256_file(src)}
+        candidate = scratch / out.name
         if out.suffix.lower() == ".xml":
-            write_ir(src, out, calib, kept, meta)
-            from ddpm_edge.runtime.backends.ov import OpenVinoUnet
-            reference = _reference(src, held)
-            error = eps_error(reference, OpenVinoUnet(out, precision="int8"), held)
+            write_ir(src, candidate, calib, kept, meta)
         else:
-            trial = Path(scratch) / "final.onnx"
-            quantize_qdq(src, trial, calib, [n for n in sensitivity if n not in kept], Path(scratch) / "ranges.json")
-            with atomic_path(out) as tmp:
-                tmp.write_bytes(_with_metadata(trial, meta))
+            trial = scratch / "final.onnx"
+            quantize_qdq(src, trial, calib, [n for n in sensitivity if n not in kept], scratch / "ranges.json")
+            candidate.write_bytes(_with_metadata(trial, meta))
+        from ddpm_edge.runtime.backends import load_unet
+        from ddpm_edge.runtime.backends.ort import OnnxUnet
+        unet = load_unet(candidate, device="cpu", precision="int8")
+        error = eps_error(_reference(src, held), unet, held)
+        if config is not None:   # refuses (ValidationFailed, nothing written) with the figures
+            verdict = quality_gate.check(unet, config, twin=OnnxUnet(src, device="cpu"), log=log)
+            log(f"int8: quality gate: {verdict.reason}")
+        if candidate.with_suffix(".bin").is_file():   # weights first: an .xml never sits beside foreign weights
+            with atomic_path(out.with_suffix(".bin")) as tmp:
+                os.replace(candidate.with_suffix(".bin"), tmp)
+        with atomic_path(out) as tmp:
+            os.replace(candidate, tmp)
     log(f"wrote {out} (int8, {len(kept)} layers float: {', '.join(kept) or 'none'}; "
         f"mean |Δeps| {error:.4f} vs fp32 on held-out trajectory rows)")
     return Int8Result(out, error, kept, sensitivity)

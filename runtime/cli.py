@@ -99,6 +99,7 @@ def run(
     update, close = progress_bar("sampling", enabled=not quiet)
     try:
         batch = render(targets, engine=engine, source=from_png, progress=update,
+                       log=None if quiet else (lambda message: typer.echo(message, err=True)),
                        load_options=dict(device=device.value, max_batch=max_batch, io_binding=io_binding,
                                          cuda_graph=cuda_graph, gpu_loop=gpu_loop, backend=backend.value,
                                          precision=precision.value if precision else None),
