@@ -202,7 +202,8 @@ def write_report(out: Path, results: list[dict], meta: dict) -> None:
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     lines = [f"# Serving benchmark ({meta['sampler']} {meta['steps']} steps, {meta['seconds']} s of load per cell, "
              f"ONNX Runtime threads per server process: {meta.get('threads') or 'default'})", "",
-             f"Machine: {meta['machine']}; load average before/after: {meta['load_before']} / {meta['load_after']} "
+             f"Machine: {meta['machine']}; 1-min load average before/after: {meta['load_before']:.1f} / "
+             f"{meta['load_after']:.1f} "
              "(the machine is shared). Command: `" + meta["command"] + "`", "",
              "| server | clients | n | sprites/s | p50 s | p99 s | rows/UNet call | good failed | malformed ≠ 422 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

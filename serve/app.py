@@ -9,9 +9,9 @@
     GET  /metrics       Prometheus text: queue depth, rows per UNet call, UNet call latency, requests by status
 
 Bad input → 422 {"error": <the one-line reason ddpm-run gives>} (a body over 64 KiB: 413); a full
-queue → 429 with Retry-After; a passed deadline (X-Timeout header in seconds, else the server's --timeout) → 504;
-a client that disconnects is cancelled and its rows freed at the next tick. `Service` holds the handlers so the Ray Serve
-deployment (serve/ray_serve.py) answers with the same code.
+queue → 429 with Retry-After; a passed deadline (X-Timeout header in seconds, else the server's
+--timeout) → 504; a client that disconnects is cancelled and its rows freed at the next tick. `Service`
+holds the handlers so the Ray Serve deployment (serve/ray_serve.py) answers with the same code.
 """
 from __future__ import annotations
 

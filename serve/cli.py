@@ -28,7 +28,9 @@ def serve(
     timeout: float = typer.Option(300.0, help="seconds a request may take (a request's X-Timeout header may lower it)"),
     drain: float = typer.Option(30.0, help="on shutdown, seconds to let admitted requests finish"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
-    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default: its own choice)"),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime / OpenVINO intra-op threads (default: theirs)"),
+    backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt, as ddpm-run --backend"),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16, int8 or fp16, as ddpm-run --precision"),
     log_level: str = typer.Option("warning", help="uvicorn log level (info logs every request)"),
 ) -> None:
     """Serve POST /v1/generate (ddpm-run's settings as JSON; format png|atlas|zip|npy), GET /v1/models,
@@ -45,7 +47,8 @@ def serve(
         raise DdpmEdgeError(f"port must be 0 to 65535, got {port}")
     if not timeout > 0 or not drain >= 0:
         raise DdpmEdgeError("timeout must be > 0 and drain >= 0 seconds")
-    generator = load_generator(engine, device=device.value, threads=threads)
+    generator = load_generator(engine, device=device.value, threads=threads, backend=backend,
+                               precision=precision)
     batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows)
     typer.echo(f"ddpm-serve: {generator.model_path} on http://{host}:{port} (max {max_batch} rows per UNet call)",
                err=True)

@@ -28,10 +28,11 @@ MAX_ONGOING = 256   # requests a replica holds at once; beyond the batcher's own
                   graceful_shutdown_timeout_s=30)
 class SpriteService:
     def __init__(self, engine: str | None = None, device: str = "cpu", threads: int | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH, max_n: int = DEFAULT_MAX_N,
-                 max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS, timeout: float = DEFAULT_TIMEOUT):
-        batcher = ContinuousBatcher(load_generator(engine, device, threads), max_batch=max_batch, max_n=max_n,
-                                    max_queued_rows=max_queued_rows)
+                 backend: str = "auto", precision: str | None = None, max_batch: int = DEFAULT_MAX_BATCH,
+                 max_n: int = DEFAULT_MAX_N, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
+                 timeout: float = DEFAULT_TIMEOUT):
+        generator = load_generator(engine, device, threads, backend, precision)
+        batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows)
         self.service = Service(batcher, timeout)
 
     async def __call__(self, request: Request) -> Response:
