@@ -10,7 +10,8 @@ Servers (all on 127.0.0.1, each in its own process(es), started once and used in
   ray-1     the batcher as a Ray Serve deployment, 1 replica
   ray-2     the same, 2 replicas, Ray Serve routing between them
 Every server process runs ONNX Runtime with --threads intra-op threads (default 1: on a shared 2-core
-machine a spinning 2-thread pool loses more than it gains, worst for the large batched calls).
+machine a spinning 2-thread pool loses more than it gains, worst for the large batched calls) and splits
+each tick's rows into --parallel slices evaluated at once (default 2; a lone n=1 request cannot split).
 
 Each cell (C closed-loop clients asking n sprites each) runs every server in turn (interleaved, so the
 machine's load drifts over all alike) for --seconds of load after one warm-up request per client; one
@@ -42,7 +43,7 @@ MALFORMED = [b'{"n": 0}', b'{"n": 1, "sampler": "euler"}', b'{"nn": 1}', b'{not 
 
 # -- the one-request-at-a-time server (run as a subprocess of this script) --------------------------
 
-def serve_serial(port: int, max_batch: int, threads: int | None) -> None:
+def serve_serial(port: int, max_batch: int, threads: int | None, parallel: int) -> None:
     import uvicorn
 
     from ddpm_edge.runtime.batching import ContinuousBatcher
@@ -55,7 +56,7 @@ def serve_serial(port: int, max_batch: int, threads: int | None) -> None:
         def _select(self):
             return [min(self._active, key=lambda job: job.submitted)]
 
-    batcher = SerialBatcher(load_generator(None, "cpu", threads), max_batch=max_batch)
+    batcher = SerialBatcher(load_generator(None, "cpu", threads), max_batch=max_batch, parallel=parallel)
     uvicorn.run(create_app(batcher), host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -148,7 +149,7 @@ def start_servers(args) -> tuple[dict, list]:
     urls, procs = {}, []
     bin_dir = Path(sys.executable).parent
     port = free_port()
-    threads = ["--threads", str(args.threads)] if args.threads else []
+    threads = (["--threads", str(args.threads)] if args.threads else []) + ["--parallel", str(args.parallel)]
     procs.append(subprocess.Popen([str(bin_dir / "ddpm-serve"), "--port", str(port), "--device", "cpu",
                                    "--max-batch", str(args.max_batch), "--max-n", "64", *threads]))
     urls["batched"] = f"http://127.0.0.1:{port}"
@@ -165,6 +166,7 @@ def start_servers(args) -> tuple[dict, list]:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         for replicas in (1, 2):
             serve.run(build_app({"num_replicas": replicas, "threads": args.threads or 2 // replicas,
+                                 "parallel": max(1, args.parallel // replicas),
                                  "max_batch": args.max_batch,
                                  "ray_actor_options": {"num_cpus": 0.5}}),
                       name=f"r{replicas}", route_prefix=f"/r{replicas}")
@@ -201,7 +203,8 @@ def write_report(out: Path, results: list[dict], meta: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     lines = [f"# Serving benchmark ({meta['sampler']} {meta['steps']} steps, {meta['seconds']} s of load per cell, "
-             f"ONNX Runtime threads per server process: {meta.get('threads') or 'default'})", "",
+             f"ONNX Runtime threads per server process: {meta.get('threads') or 'default'}, "
+             f"--parallel {meta.get('parallel', 1)})", "",
              f"Machine: {meta['machine']}; 1-min load average before/after: {meta['load_before']:.1f} / "
              f"{meta['load_after']:.1f} "
              "(the machine is shared). Command: `" + meta["command"] + "`", "",
@@ -251,6 +254,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=64, help="rows per UNet call of the batched servers")
     parser.add_argument("--servers", default="batched,serial,ray-1,ray-2")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--parallel", type=int, default=2,
+                        help="row slices evaluated at once per tick (ray-2: this / 2 per replica)")
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads of every server process (0: ONNX Runtime's default; "
                              "ray-1 then 2, ray-2 1 per replica)")
@@ -258,12 +263,12 @@ def main() -> None:
     parser.add_argument("--serve-serial", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_serial:
-        return serve_serial(args.serve_serial, args.max_batch, args.threads or None)
+        return serve_serial(args.serve_serial, args.max_batch, args.threads or None, args.parallel)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     cells = [tuple(int(v) for v in cell.split(":")) for cell in args.cells.split(",")]
     wanted = [s for s in args.servers.split(",") if not (args.no_ray and s.startswith("ray"))]
     meta = {"machine": machine(), "load_before": os.getloadavg()[0], "sampler": args.sampler, "steps": args.steps,
-            "seconds": args.seconds, "threads": args.threads,
+            "seconds": args.seconds, "threads": args.threads, "parallel": args.parallel,
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
     urls, procs = start_servers(args)
     results = []

@@ -29,6 +29,8 @@ def serve(
     drain: float = typer.Option(30.0, help="on shutdown, seconds to let admitted requests finish"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime / OpenVINO intra-op threads (default: theirs)"),
+    parallel: int = typer.Option(1, help="split each tick's rows into this many slices run at once (ONNX Runtime; "
+                                         "e.g. --parallel 2 --threads 1 on a busy 2-core machine)"),
     backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt, as ddpm-run --backend"),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16, int8 or fp16, as ddpm-run --precision"),
     log_level: str = typer.Option("warning", help="uvicorn log level (info logs every request)"),
@@ -49,7 +51,8 @@ def serve(
         raise DdpmEdgeError("timeout must be > 0 and drain >= 0 seconds")
     generator = load_generator(engine, device=device.value, threads=threads, backend=backend,
                                precision=precision)
-    batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows)
+    batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows,
+                                parallel=parallel)
     typer.echo(f"ddpm-serve: {generator.model_path} on http://{host}:{port} (max {max_batch} rows per UNet call)",
                err=True)
     uvicorn.run(create_app(batcher, timeout=timeout, drain=drain), host=host, port=port, log_level=log_level,

@@ -30,9 +30,10 @@ class SpriteService:
     def __init__(self, engine: str | None = None, device: str = "cpu", threads: int | None = None,
                  backend: str = "auto", precision: str | None = None, max_batch: int = DEFAULT_MAX_BATCH,
                  max_n: int = DEFAULT_MAX_N, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, parallel: int = 1):
         generator = load_generator(engine, device, threads, backend, precision)
-        batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows)
+        batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows,
+                                    parallel=parallel)
         self.service = Service(batcher, timeout)
 
     async def __call__(self, request: Request) -> Response:
@@ -55,7 +56,7 @@ def build_app(args: dict | None = None):
     (e.g. min_replicas, max_replicas, target_ongoing_requests) pass to Ray Serve."""
     args = dict(args or {})
     options = {k: args.pop(k) for k in ("num_replicas", "autoscaling_config", "ray_actor_options") if k in args}
-    for key in ("max_batch", "max_n", "max_queued_rows", "threads"):
+    for key in ("max_batch", "max_n", "max_queued_rows", "threads", "parallel"):
         if key in args and args[key] is not None:
             args[key] = int(args[key])
     if "timeout" in args:
