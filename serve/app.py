@@ -146,6 +146,7 @@ class Service:
             return _error(422, "the request body is not valid JSON")
         try:
             req = parse_request(body)
+            req.layout.check_size(req.params.n, *self.batcher.generator.spec.sample_shape[1:])   # before sampling
             job = self.batcher.submit(req.params, self._deadline(request.headers.get("x-timeout")))
         except Overloaded as e:
             return _error(429, str(e), {"Retry-After": str(e.retry_after)})
@@ -174,7 +175,12 @@ class Service:
             return _error(503, "the server is shutting down", {"Retry-After": "5"})
         except DdpmEdgeError as e:
             return _error(500, str(e))
-        body = await run_in_threadpool(encode, batch, req.layout, req.format)
+        try:
+            body = await run_in_threadpool(encode, batch, req.layout, req.format)
+        except DdpmEdgeError as e:    # e.g. a sheet over the size limit: the request's layout, not the server
+            return _error(422, str(e))
+        except Exception as e:        # never a traceback to the client, never a stopped service
+            return _error(500, f"writing the {req.format} failed: {type(e).__name__}: {e}")
         p = batch.params
         return Response(body, media_type=FORMATS[req.format],
                         headers={"X-Seed": str(p.seed), "X-Steps": str(p.steps), "X-Sampler": p.sampler})
