@@ -16,6 +16,8 @@ each tick's rows into --parallel slices evaluated at once (default 2; a lone n=1
 Each cell (C closed-loop clients asking n sprites each) runs every server in turn (interleaved, so the
 machine's load drifts over all alike) for --seconds of load after one warm-up request per client; one
 request in ten is malformed (expects 422). Reported: good sprites/s, p50/p99 latency of good requests,
+server CPU milliseconds per sprite (user + system time of the inference processes, from /proc: on a shared
+machine the wall-clock rates depend on the share each server gets, CPU per sprite much less),
 rows per UNet call (from the server's /metrics, summed over the replicas seen), failed good requests,
 malformed requests not answered 422. Writes OUT.json, OUT.md (table) and OUT.png (plot).
 """
@@ -80,26 +82,32 @@ def wait_ready(url: str, seconds: float = 120) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-def scrape(url: str, tries: int = 6) -> dict:
-    """pid → (rows, UNet calls) so far, from /metrics; several scrapes, to reach each replica behind Ray Serve."""
+def cpu_seconds(pid: str) -> float:
+    """User + system CPU time of a local process, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(url: str, tries: int = 8) -> dict:
+    """pid → (rows, UNet calls, CPU seconds) so far, from /metrics and /proc; several scrapes, to reach
+    each replica behind Ray Serve."""
     seen = {}
     for _ in range(tries):
         text = httpx.get(f"{url}/metrics", timeout=30).text
         get = lambda name: float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))   # noqa: E731
         pid = re.search(r'^ddpm_server_info\{pid="(\d+)"\}', text, re.M).group(1)
-        seen[pid] = (get("ddpm_batch_rows_sum"), get("ddpm_batch_rows_count"))
+        seen[pid] = (get("ddpm_batch_rows_sum"), get("ddpm_batch_rows_count"), cpu_seconds(pid))
     return seen
 
 
-def rows_per_call(before: dict, after: dict) -> float:
-    """Rows per UNet call between two scrapes, over the server processes seen in both."""
+def deltas(before: dict, after: dict) -> tuple[float, float, float, int]:
+    """(rows, UNet calls, CPU seconds, processes) between two scrapes, over the processes seen in both."""
     pids = set(before) & set(after)
-    rows = sum(after[p][0] - before[p][0] for p in pids)
-    calls = sum(after[p][1] - before[p][1] for p in pids)
-    return rows / calls if calls else float("nan")
+    rows, calls, cpu = (sum(after[p][k] - before[p][k] for p in pids) for k in range(3))
+    return rows, calls, cpu, len(pids)
 
 
-async def load(url: str, clients: int, n: int, seconds: float, body: dict) -> dict:
+async def load(url: str, clients: int, n: int, seconds: float, body: dict, processes: int = 1) -> dict:
     """C closed-loop clients for `seconds`; every 10th request of a client is malformed."""
     good_latency, failures, malformed_wrong, malformed = [], [], 0, 0
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
@@ -134,11 +142,15 @@ async def load(url: str, clients: int, n: int, seconds: float, body: dict) -> di
         await asyncio.gather(*(one(k) for k in range(clients)))
         elapsed = time.perf_counter() - started
     after = scrape(url)
+    rows, calls, cpu, seen = deltas(before, after)
+    sprites = len(good_latency) * n
     lat = sorted(good_latency)
     q = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")   # noqa: E731
     return {"clients": clients, "n": n, "requests": len(lat), "sprites_per_s": len(lat) * n / elapsed,
             "p50_s": q(0.50), "p99_s": q(0.99), "mean_s": statistics.fmean(lat) if lat else float("nan"),
-            "rows_per_call": rows_per_call(before, after), "replicas_seen": len(set(before) & set(after)),
+            "rows_per_call": rows / calls if calls else float("nan"), "replicas_seen": seen,
+            # server CPU per sprite: what throughput would be on cores of its own (inference processes only)
+            "cpu_ms_per_sprite": 1e3 * cpu / sprites if sprites and seen == processes else float("nan"),
             "failed_good": len(failures),
             "malformed": malformed, "malformed_not_422": malformed_wrong, "elapsed_s": elapsed}
 
@@ -208,21 +220,24 @@ def write_report(out: Path, results: list[dict], meta: dict) -> None:
              f"Machine: {meta['machine']}; 1-min load average before/after: {meta['load_before']:.1f} / "
              f"{meta['load_after']:.1f} "
              "(the machine is shared). Command: `" + meta["command"] + "`", "",
-             "| server | clients | n | sprites/s | p50 s | p99 s | rows/UNet call | good failed | malformed ≠ 422 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| server | clients | n | sprites/s | p50 s | p99 s | rows/UNet call | server CPU ms/sprite "
+             "| good failed | malformed ≠ 422 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['server']} | {r['clients']} | {r['n']} | {r['sprites_per_s']:.1f} | {r['p50_s']:.3f} | "
-                     f"{r['p99_s']:.3f} | {r['rows_per_call']:.1f} | {r['failed_good']} | {r['malformed_not_422']} "
-                     f"of {r['malformed']} |")
+                     f"{r['p99_s']:.3f} | {r['rows_per_call']:.1f} | {r['cpu_ms_per_sprite']:.1f} | "
+                     f"{r['failed_good']} | {r['malformed_not_422']} of {r['malformed']} |")
     ratios = []
     for cell in sorted({(r["clients"], r["n"]) for r in results}):
         by = {r["server"]: r for r in results if (r["clients"], r["n"]) == cell}
         if "batched" in by and "serial" in by:
             b, s = by["batched"], by["serial"]
             ratios.append(f"| {cell[0]} | {cell[1]} | {b['sprites_per_s'] / s['sprites_per_s']:.2f}× | "
-                          f"{b['p99_s'] / s['p99_s']:.2f} |")
-    lines += ["", "Continuous batching vs one request at a time:", "",
-              "| clients | n | sprites/s ratio | p99 ratio |", "|---:|---:|---:|---:|", *ratios]
+                          f"{b['p99_s'] / s['p99_s']:.2f} | {s['cpu_ms_per_sprite'] / b['cpu_ms_per_sprite']:.2f}× |")
+    lines += ["", "Continuous batching vs one request at a time (batched / serial; CPU efficiency = serial's "
+              "server CPU per sprite / batched's):", "",
+              "| clients | n | sprites/s ratio | p99 ratio | CPU efficiency ratio |", "|---:|---:|---:|---:|---:|",
+              *ratios]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -276,11 +291,14 @@ def main() -> None:
         for clients, n in cells:
             for server in wanted:
                 body = {"sampler": args.sampler, "steps": args.steps, "seed": 1}
-                result = {"server": server, **asyncio.run(load(urls[server], clients, n, args.seconds, body))}
+                processes = 2 if server == "ray-2" else 1
+                result = {"server": server,
+                          **asyncio.run(load(urls[server], clients, n, args.seconds, body, processes))}
                 results.append(result)
                 print(f"{server:8s} clients={clients:3d} n={n:2d}  {result['sprites_per_s']:7.1f} sprites/s  "
                       f"p50 {result['p50_s']:.3f} s  p99 {result['p99_s']:.3f} s  rows/call "
-                      f"{result['rows_per_call']:.1f}  failed {result['failed_good']}  malformed≠422 "
+                      f"{result['rows_per_call']:.1f}  cpu {result['cpu_ms_per_sprite']:.1f} ms/sprite  "
+                      f"failed {result['failed_good']}  malformed≠422 "
                       f"{result['malformed_not_422']}/{result['malformed']}", flush=True)
     finally:
         stop_servers(procs, not args.no_ray)
