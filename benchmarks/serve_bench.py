@@ -166,7 +166,8 @@ def start_servers(args) -> tuple[dict, list]:
                                    "--max-batch", str(args.max_batch), "--max-n", "64", *threads]))
     urls["batched"] = f"http://127.0.0.1:{port}"
     port = free_port()
-    procs.append(subprocess.Popen([sys.executable, __file__, "--serve-serial", str(port), *threads]))
+    procs.append(subprocess.Popen([sys.executable, __file__, "--serve-serial", str(port),
+                                   "--threads", str(args.threads), "--parallel", str(args.parallel)]))
     urls["serial"] = f"http://127.0.0.1:{port}"
     if not args.no_ray:
         import ray
