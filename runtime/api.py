@@ -261,9 +261,13 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
             given.setdefault(name, default)   # the recorded ones belong to the recorded sampler
     params = replace(params, **{k: v for k, v in given.items() if k in param_names})
     layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
-    options = load_options or {}
+    options = dict(load_options or {})
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
+    if record and options.get("backend", "auto") == "auto" and options.get("precision") is None:
+        engine_record = (record.get("backend", "onnxruntime"), record.get("precision", "fp32"))
+        if engine_record != ("onnxruntime", "fp32"):     # reproduce on the recorded engine unless told otherwise
+            options["backend"], options["precision"] = engine_record
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
     spec = generator.spec   # every size is checked before sampling (an animation's frame count: at most)
