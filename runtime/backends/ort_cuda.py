@@ -57,6 +57,12 @@ def _session(model, providers, cuda_graph: bool, label):
 class OrtIoUnet(HashedFile):
     """eps = unet(x, t, c) through IO binding (and optionally CUDA graphs), one buffer set per batch size."""
 
+    backend = "onnxruntime"
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision   # fp32 or fp16 (from the metadata)
+
     def __init__(self, path: str | os.PathLike, device: str = "auto", cuda_graph: bool = False,
                  max_batch: int | None = None):
         self.ort = _import_ort()
@@ -136,6 +142,12 @@ def step_table(sampler) -> tuple[np.ndarray, list[int]]:
 class OrtLoop(HashedFile):
     """The fused loop model run on the device; `sample_loop` replaces `sample()` for it.
     `unet`: the plain UNet ModelProto it was fused from, if any (to fuse the guided graph on demand)."""
+
+    backend = "onnxruntime"
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision   # fp32 or fp16 (from the metadata)
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", cuda_graph: bool = False,
                  path: str | os.PathLike | None = None, unet=None):
