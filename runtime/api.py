@@ -191,8 +191,8 @@ class SpriteGenerator:
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
-                     version=__version__, frames=tuple(frames), backend=getattr(self.unet, "backend", "onnxruntime"),
-                     precision=getattr(self.unet, "precision", "fp32"))
+                     version=__version__, frames=tuple(frames), backend=self.backend,
+                     precision=self.precision)
 
     def context_labels(self, params: GenerationParams) -> list[str]:
         """Per sprite: its class name (one-hot context), "sprite" (unconditional) or "mix"."""
