@@ -193,8 +193,8 @@ class SpriteGenerator:
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
-                     version=__version__, frames=tuple(frames), backend=getattr(self.unet, "backend", "onnxruntime"),
-                     precision=getattr(self.unet, "precision", "fp32"))
+                     version=__version__, frames=tuple(frames), backend=self.backend,
+                     precision=self.precision)
 
     def context_labels(self, params: GenerationParams) -> list[str]:
         """Per sprite: its class name (one-hot context), "sprite" (unconditional) or "mix"."""
@@ -280,9 +280,13 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
             given.setdefault(name, default)   # the recorded ones belong to the recorded sampler
     params = replace(params, **{k: v for k, v in given.items() if k in param_names})
     layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
-    options = load_options or {}
+    options = dict(load_options or {})
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
+    if record and options.get("backend", "auto") == "auto" and options.get("precision") is None:
+        engine_record = (record.get("backend", "onnxruntime"), record.get("precision", "fp32"))
+        if engine_record != ("onnxruntime", "fp32"):     # reproduce on the recorded engine unless told otherwise
+            options["backend"], options["precision"] = engine_record
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
     if needs_gate(generator.unet):   # bf16/int8 run only once the yardstick found them equal to fp32
