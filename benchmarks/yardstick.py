@@ -172,9 +172,9 @@ def markdown(result: dict) -> str:
     lines = [f"Quality yardstick — model `{result['model_sha256'][:12]}…`, classifier `{result['classifier_sha256'][:12]}…`, "
              f"n = {result['n']} class-balanced sprites per seed, seeds {result['seeds']}; "
              "figures are mean ± spread (max − min over seeds).", "",
-             "| config | UNet rows/sprite | FD ↓ | KID ↓ | precision | recall | accuracy | = DDPM-500? | s/seed |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|",
-             f"| real vs real (halves of {sum(noise['halves'])}, {noise['splits']} splits) | – | {fmt(noise, 'fd', 2)} | "
+             "| config | UNet rows/sprite | seeds | FD ↓ | KID ↓ | precision | recall | accuracy | = DDPM-500? | s/seed |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
+             f"| real vs real (halves of {sum(noise['halves'])}) | – | {noise['splits']} splits | {fmt(noise, 'fd', 2)} | "
              f"{fmt(noise, 'kid', 4)} | {fmt(noise, 'precision', 3)} | {fmt(noise, 'recall', 3)} | "
              f"{noise['accuracy']['held_out']:.3f} (held-out real) | – | – |"]
     for row in result["rows"]:
@@ -183,9 +183,12 @@ def markdown(result: dict) -> str:
         mark = "–" if verdict is None else ("**equal**" if verdict["equal"] else "no")
         if verdict is not None and row["against"] != reference_key(0.0):
             mark += f" (vs {row['against']})"
-        lines.append(f"| {row['config']} | {row['unet_rows']} | {fmt(s, 'fd', 2)} | {fmt(s, 'kid', 4)} | "
+        seeds = ",".join(str(r["seed"]) for r in row["reports"])
+        lines.append(f"| {row['config']} | {row['unet_rows']} | {seeds} | {fmt(s, 'fd', 2)} | {fmt(s, 'kid', 4)} | "
                      f"{fmt(s, 'precision', 3)} | {fmt(s, 'recall', 3)} | {fmt(s, 'accuracy', 3)} | {mark} | "
                      f"{np.median(row['seconds']):.0f} |")
+    if result.get("not_measured"):
+        lines += ["", "Not measured (too few seeds generated in time): " + "; ".join(result["not_measured"]) + "."]
     lines += ["", f"Machine: {result['machine']}. Command: `{result['command']}` ({result['seconds']:.0f} s, "
               f"generation seconds are per seed, cached rows keep the seconds of the run that made them)."]
     return "\n".join(lines) + "\n"
@@ -225,11 +228,18 @@ def run(args) -> dict:
         f"KID {fmt(noise, 'kid', 4)}, precision {fmt(noise, 'precision', 3)}, recall {fmt(noise, 'recall', 3)}; "
         f"held-out real accuracy {noise['accuracy']['held_out']:.3f}")
     rows = []
+    skipped = []
     for r, config in enumerate(configs, 1):
         generator = load_generator(args.model, config, loaded)
-        reports, seconds = [], []
-        for s, seed in enumerate(seeds, 1):
-            log(f"[{r}/{len(configs)} {config.name}, seed {seed} ({s}/{len(seeds)}), n {args.n}] generating…")
+        reports, seconds, row_seeds = [], [], seeds
+        if args.cached_only:   # aggregate what earlier (background) runs generated; generate nothing
+            row_seeds = [seed for seed in seeds if cache_path(generator.model_sha256, config, seed, args.n).is_file()]
+            if len(row_seeds) < args.min_seeds:
+                skipped.append(f"{config.name} ({len(row_seeds)} of {len(seeds)} seeds cached)")
+                log(f"[{r}/{len(configs)} {config.name}] skipped: {skipped[-1]}")
+                continue
+        for s, seed in enumerate(row_seeds, 1):
+            log(f"[{r}/{len(configs)} {config.name}, seed {seed} ({s}/{len(row_seeds)}), n {args.n}] generating…")
             sprites, requested, took, hit = cached_generate(generator, config, args.n, seed, log, not args.no_cache)
             report = ys.report(sprites, requested, config=config.name, seed=seed)
             reports.append(report)
@@ -263,7 +273,7 @@ def run(args) -> dict:
     result = {"format": "ddpm-edge-yardstick/1", "machine": machine, "command": command, "n": args.n, "seeds": seeds,
               "model_sha256": base.model_sha256, "model": base.model_path, "classifier_sha256": ys.classifier.sha256,
               "classifier_held_out_accuracy": ys.classifier.metadata.get("held_out_accuracy"),
-              "real_noise": noise, "rows": rows, "seconds": round(time.monotonic() - started, 1)}
+              "real_noise": noise, "rows": rows, "not_measured": skipped, "seconds": round(time.monotonic() - started, 1)}
     if args.write_reference:
         chosen = [row for row in rows if row["config"] in measured]
         if not chosen:
@@ -291,6 +301,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="OUT.json and OUT.md (default benchmarks/results/yardstick)")
     parser.add_argument("--noise-splits", type=int, default=5, help="real-vs-real random half splits (default 5)")
     parser.add_argument("--kid-subsets", type=int, default=100, help="KID subsets per figure (default 100)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="generate nothing: measure the cached seeds of each row, skip rows with fewer than --min-seeds")
+    parser.add_argument("--min-seeds", type=int, default=2, help="with --cached-only (default 2)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write benchmarks/cache/")
     parser.add_argument("--smoke", action="store_true",
                         help="a quick check of the pipeline: n 10, seeds 0,1, 5 KID subsets, no cache; rows ddim:5 "
