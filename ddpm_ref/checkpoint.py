@@ -20,6 +20,7 @@ import torch
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES, FORMAT
 from ddpm_edge.runtime.errors import DdpmEdgeError
 from ddpm_edge.runtime.files import atomic_path, sha256_file
+from ddpm_edge.runtime.limits import MAX_CFEAT, MAX_CHANNELS, MAX_CHECKPOINT_BYTES, MAX_N_FEAT, MAX_SIDE, check_limit
 from ddpm_edge.runtime.schedule import Schedule
 
 from .model import ContextUnet, UnetConfig, parse_shortcut
@@ -39,10 +40,25 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)  # train settings, optimizer state, step, … (ours only)
 
 
+def check_torch_file_size(path: Path) -> None:
+    """Bound what torch.load may allocate, before it runs: the file itself and, for the zip format
+    torch.save writes, the inflated size of every member (a small deflated archive can hold gigabytes)."""
+    check_limit(f"{path.name}: its size (bytes)", path.stat().st_size, MAX_CHECKPOINT_BYTES)
+    if not zipfile.is_zipfile(path):
+        return   # the legacy format is a plain pickle stream: it cannot inflate beyond the file size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
+        raise DdpmEdgeError(f"{path} is not a readable PyTorch checkpoint (damaged zip: {str(e)[:120]})") from None
+    check_limit(f"{path.name}: its unpacked size (bytes)", sum(m.file_size for m in members), MAX_CHECKPOINT_BYTES)
+
+
 def read_torch_file(path: str | os.PathLike) -> object:
     path = Path(path)
     if not path.is_file():
         raise DdpmEdgeError(f"checkpoint not found: {path}")
+    check_torch_file_size(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -69,12 +85,23 @@ def infer_config(state_dict: dict) -> UnetConfig:
         raise DdpmEdgeError("not a ContextUnet state_dict: init_conv, contextembed1 or up0 weights are missing") from None
 
 
+def check_config(config: UnetConfig) -> UnetConfig:
+    """Bound the architecture before a ContextUnet is allocated from it (its size grows as n_feat²)."""
+    for name, low, high in (("in_channels", 1, MAX_CHANNELS), ("n_feat", 1, MAX_N_FEAT), ("n_cfeat", 1, MAX_CFEAT),
+                            ("height", 4, MAX_SIDE)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise DdpmEdgeError(f"checkpoint architecture: {name} must be an integer from {low} to {high}, got {value!r:.40}")
+    return config
+
+
 def build_model(config: UnetConfig, state_dict: dict, shortcut: str) -> ContextUnet:
     """Strictly load `state_dict` into a ContextUnet, then fix init_conv's shortcut."""
+    check_config(config)
     try:
         model = ContextUnet(**config.as_dict())
-    except (RuntimeError, ValueError) as e:
-        raise DdpmEdgeError(f"cannot build ContextUnet{config.as_dict()}: {e}") from None
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise DdpmEdgeError(f"cannot build ContextUnet{config.as_dict()}: {str(e)[:200]}") from None
     learned = shortcut == "learned"
     if learned:
         model.init_conv.set_shortcut("learned")
@@ -101,8 +128,10 @@ def load_checkpoint(path: str | os.PathLike, shortcut: str = "seed:0") -> Checkp
             state_dict, config = data["state_dict"], UnetConfig(**data["config"])
             schedule = Schedule(**data["schedule"])
             class_names = tuple(data["class_names"])
-        except (KeyError, TypeError) as e:
-            raise DdpmEdgeError(f"{path} is a damaged ddpm-edge checkpoint: {e}") from None
+            if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+                raise TypeError("state_dict is not a dict of tensors")
+        except (KeyError, TypeError, ValueError, DdpmEdgeError) as e:
+            raise DdpmEdgeError(f"{path} is a damaged ddpm-edge checkpoint: {str(e)[:200]}") from None
         policy = "learned" if SHORTCUT_KEYS[0] in state_dict else parse_shortcut(data.get("shortcut", shortcut))
         extra = {k: v for k, v in data.items() if k not in ("format", "state_dict", "config", "schedule", "class_names")}
     else:

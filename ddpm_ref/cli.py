@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar, require, run_app
 
 DEFAULT_DATA = Path(__file__).parent / "data"
 
@@ -40,6 +40,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or epoch lines"),
 ) -> None:
     """Train on DATA and write OUT (and --weights-out), atomically."""
+    require("torch")
     import torch
 
     from .train import TrainSettings, train as run_training

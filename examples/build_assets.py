@@ -3,7 +3,7 @@
 For every class the model knows (hero, non-hero, food, spell, side-facing for the course model):
 
     OUT/<class>.png    a sprite sheet, background keyed out to transparency
-    OUT/<class>.json   its TexturePacker JSON (hash) atlas: frames <class>_000, <class>_001, …
+    OUT/<class>.json   its TexturePacker JSON (hash) atlas: frames <class>/<class>_000, <class>/<class>_001, …
     OUT/<class>/       one PNG per sprite
     OUT/preview.gif    the denoising of the first class, as an animation
 
@@ -29,10 +29,11 @@ def up_to_date(sheet: Path, params: GenerationParams, layout: SheetLayout, model
     """True when `sheet` exists and records exactly these parameters, layout and model."""
     try:
         record = read_record(sheet)
+        recorded = GenerationParams.from_record(record)      # fills fields older records lack
     except DdpmEdgeError:
         return False
-    wanted = {**params.as_dict(), **layout.fixed(params.n).as_dict(), "model_sha256": model_sha256}
-    return all(record.get(key) == value for key, value in wanted.items())
+    wanted = {**layout.fixed(params.n).as_dict(), "model_sha256": model_sha256}
+    return recorded == params and all(record.get(key) == value for key, value in wanted.items())
 
 
 def build(model: Path | None, out: Path, n: int, steps: int, seed: int, scale: int) -> list[str]:

@@ -21,6 +21,7 @@ import os
 import threading
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,13 +29,15 @@ from .assets.background import DEFAULT_TOLERANCE, apply_background, check_tolera
 from .contract import ModelSpec
 from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
+from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
 from .files import sha256_file
+from .gate import GateConfig, check as check_gate, needs_gate
 from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
-from .params import GenerationParams
+from .params import GenerationParams, check_context_list
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
-from .sampling import Progress, SeededNoise, guided, sample
+from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
@@ -63,7 +66,14 @@ def parse_context(spec: ModelSpec, context, n: int, seed: int | None) -> np.ndar
         else:
             vector = spec.context_vector(text)
         context = vector
-    array = np.asarray(context, dtype=np.float32)
+    if isinstance(context, (list, tuple)):
+        check_context_list(context)
+    try:
+        array = np.asarray(context, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
+        raise DdpmEdgeError(f"context must be a name, numbers or an array of numbers, got {str(context)[:80]}") from None
+    if array.ndim not in (1, 2):
+        raise DdpmEdgeError(f"context must be one vector or one row per sprite, got shape {array.shape}")
     if array.ndim == 1:
         array = np.broadcast_to(array, (n, array.shape[0]))
     if array.shape != (n, k):
@@ -85,12 +95,25 @@ class SpriteGenerator:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto",
              max_batch: int | None = None, io_binding: bool = False, cuda_graph: bool = False,
-             gpu_loop: bool = False) -> "SpriteGenerator":
+             gpu_loop: bool = False, backend: str = "auto", precision: str | None = None) -> "SpriteGenerator":
+        """backend: auto|onnxruntime|openvino|tensorrt; precision: fp32|bf16|int8|fp16 or None (what the
+        file holds). See runtime/backends/__init__.py."""
         if io_binding or cuda_graph or gpu_loop:  # ONNX Runtime with device buffers (runtime/backends/ort_cuda.py)
+            if backend not in ("auto", "onnxruntime") or precision not in (None, "fp32", "fp16"):
+                raise DdpmEdgeError("--io-binding, --cuda-graph and --gpu-loop run on onnxruntime only, at the "
+                                    "precision of the file; drop --backend/--precision or these options")
             from .backends.ort_cuda import load_gpu_backend
             return cls(load_gpu_backend(path, device=device, io_binding=io_binding, cuda_graph=cuda_graph,
                                         gpu_loop=gpu_loop, max_batch=max_batch))
-        return cls(load_unet(path, device=device, max_batch=max_batch))
+        return cls(load_unet(path, device=device, max_batch=max_batch, backend=backend, precision=precision))
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.unet, "backend", "onnxruntime")
+
+    @property
+    def precision(self) -> str:
+        return getattr(self.unet, "precision", self.spec.precision)
 
     @property
     def model_sha256(self) -> str:
@@ -98,35 +121,40 @@ class SpriteGenerator:
 
     def generate_raw(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
                      steps: int | None = None, guidance: float = 0.0, noise=None,
-                     progress: Progress | None = None, eta: float = 0.0, spacing: str = "uniform") -> np.ndarray:
+                     progress: Progress | None = None, eta: float = 0.0, spacing: str = "uniform",
+                     rng: str = DEFAULT_RNG) -> np.ndarray:
         """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py).
-        `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim)."""
+        `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim); without `noise`, the noise comes from `seed` through the generator `rng`."""
         GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance, eta=eta,
-                         spacing=spacing)  # the one set of checks
+                         spacing=spacing, rng=rng)  # the one set of checks
+        check_limit("a run's sample size n·C·H·W", n * int(np.prod(self.spec.sample_shape)), MAX_SAMPLE_VALUES,
+                    "ask for fewer sprites")
         schedule = self.spec.schedule
         step_sampler = make_sampler(sampler, schedule, steps, eta=eta, spacing=spacing)
         c = parse_context(self.spec, context, n, seed)
-        noise = noise if noise is not None else SeededNoise(seed)
+        noise = noise if noise is not None else make_noise(rng.lower(), seed)
         loop = getattr(self.unet, "sample_loop", None)   # a device-resident loop (runtime/backends/ort_cuda.py)
         if loop is not None:
             check_gpu_loop(step_sampler.name)
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
-                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
-                            guidance=float(guidance), progress_every=getattr(progress, "every", None))
+                return check_finite(loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
+                                         guidance=float(guidance), progress_every=getattr(progress, "every", None)))
         unet = guided(self.unet, float(guidance))
         with self._lock:
-            return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
+            return check_finite(sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise,
+                                       progress=progress))
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
                  steps: int | None = None, guidance: float = 0.0, background: str | None = None,
                  tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None,
-                 eta: float = 0.0, spacing: str = "uniform") -> np.ndarray:
+                 eta: float = 0.0, spacing: str = "uniform", rng: str = DEFAULT_RNG) -> np.ndarray:
         """uint8 sprites [n, H, W, C]: as drawn (background None), with the background keyed to alpha
         ("transparent": [n, H, W, C+1]) or replaced by a colour ("white", "#RRGGBB"). Other keywords
         as `generate_raw`."""
         background, tolerance = parse_background(background), check_tolerance(tolerance)   # fail before sampling
         samples = self.generate_raw(n, context=context, seed=seed, sampler=sampler, steps=steps,
-                                    guidance=guidance, noise=noise, progress=progress, eta=eta, spacing=spacing)
+                                    guidance=guidance, noise=noise, progress=progress, eta=eta, spacing=spacing,
+                                    rng=rng)
         return apply_background(to_uint8(samples), background, tolerance)
 
     def generate_batch(self, params: GenerationParams, frames_every: int | str | None = None,
@@ -144,6 +172,9 @@ class SpriteGenerator:
         if frames_every is not None and (isinstance(frames_every, bool) or not isinstance(frames_every, int)
                                          or frames_every < 1):
             raise DdpmEdgeError(f"frames_every must be a positive integer or 'auto', got {frames_every!r}")
+        if frames_every:
+            check_limit("the animation's snapshot bytes", total // frames_every * params.n * int(np.prod(self.spec.sample_shape)),
+                        MAX_ANIMATION_PIXELS, "use fewer frames (a larger frames_every) or fewer sprites")
         frames: list[np.ndarray] = []
 
         def on_step(done: int, total: int, x: np.ndarray):
@@ -154,7 +185,8 @@ class SpriteGenerator:
 
         samples = self.generate_raw(params.n, context=params.context, seed=params.seed, sampler=params.sampler,
                                     steps=params.steps, guidance=params.guidance, eta=params.eta,
-                                    spacing=params.spacing, progress=on_step if frames_every or progress else None)
+                                    spacing=params.spacing, rng=params.rng,
+                                    progress=on_step if frames_every or progress else None)
         sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
@@ -222,7 +254,8 @@ def check_gpu_loop(sampler: str) -> None:
 
 
 def render(targets: Targets, engine: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
-           progress: Progress | None = None, load_options: dict | None = None, **settings) -> Batch:
+           progress: Progress | None = None, load_options: dict | None = None,
+           log: Callable[[str], None] | None = None, **settings) -> Batch:
     """The whole of `ddpm-run`: check every output can be written, load the model, generate, write.
 
     settings: GenerationParams and SheetLayout fields; None (or absent) means "not given". With a
@@ -250,6 +283,13 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
+    if needs_gate(generator.unet):   # bf16/int8 run only once the yardstick found them equal to fp32
+        r = params.resolved(generator.spec.T)
+        check_gate(generator.unet, GateConfig(r.sampler, r.steps, r.guidance, r.eta, r.spacing),
+                   log=log or (lambda message: None))
+    spec = generator.spec   # every size is checked before sampling (an animation's frame count: at most)
+    layout.check_size(params.n, spec.height, spec.width,
+                      frames=AUTO_FRAMES + 1 if targets.animation and not targets.frames_every else 0)
     batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
     if record and record.get("format") == RECORD_FORMAT_V1 and unchanged:
         batch = replace(batch, record_format=RECORD_FORMAT_V1)   # an old file regenerated: the same bytes

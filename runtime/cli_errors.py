@@ -8,7 +8,22 @@ import sys
 
 import typer
 
-from .errors import DdpmEdgeError
+from .errors import DdpmEdgeError, MissingDependency
+
+EXPORT_HINT = "pip install 'ddpm-edge[export]'"
+
+
+def require(*modules: str, hint: str = EXPORT_HINT) -> None:
+    """Fail with exit 3 and the install hint when a module of an optional extra is missing (the
+    runtime-only install has no torch/onnx), before a command imports what needs it."""
+    import importlib.util
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingDependency(f"{name} is not installed (this command needs the export extra): {hint}")
 
 
 def one_line_errors(prog: str):

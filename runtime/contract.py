@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .errors import DdpmEdgeError
+from .limits import (MAX_CALL_ROWS, MAX_CFEAT, MAX_FIXED_BATCH, MAX_CHANNELS, MAX_METADATA_BYTES, MAX_SIDE, MAX_T, check_limit,
+                     json_depth_ok)
 from .schedule import COURSE_BETA1, COURSE_BETA2, COURSE_T, Schedule
 
 INPUT_NAMES = ("x", "t", "c")
@@ -94,6 +96,10 @@ class ModelSpec:
     def from_metadata(cls, meta: dict[str, str], **fallback) -> "ModelSpec":
         """Read what `to_metadata` wrote; missing keys fall back to `fallback`, then course defaults."""
         kwargs = dict(fallback)
+        size = sum(len(str(k)) + len(str(v)) for k, v in meta.items())
+        check_limit("model metadata size (bytes)", size, MAX_METADATA_BYTES)
+        if "context_names" in meta and not json_depth_ok(meta["context_names"], 2):
+            raise DdpmEdgeError("model metadata is malformed: context_names is nested too deeply")
         try:
             for key, kind in (("channels", int), ("height", int), ("width", int), ("n_cfeat", int), ("T", int),
                               ("beta1", float), ("beta2", float), ("shortcut", str), ("precision", str),
@@ -101,9 +107,19 @@ class ModelSpec:
                 if key in meta:
                     kwargs[key] = kind(meta[key])
             if "context_names" in meta:
-                kwargs["context_names"] = tuple(str(n) for n in json.loads(meta["context_names"]))
-        except (ValueError, TypeError) as e:
-            raise DdpmEdgeError(f"model metadata is malformed: {e}") from None
+                names = json.loads(meta["context_names"])
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise ValueError("context_names must be a JSON list of strings")
+                kwargs["context_names"] = tuple(names)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise DdpmEdgeError(f"model metadata is malformed: {str(e)[:200]}") from None
+        for key, low, high in (("channels", 1, MAX_CHANNELS), ("height", 2, MAX_SIDE), ("width", 2, MAX_SIDE),
+                               ("n_cfeat", 1, MAX_CFEAT), ("T", 1, MAX_T)):
+            value = kwargs.get(key, getattr(cls, key))
+            if not low <= value <= high:
+                raise DdpmEdgeError(f"model metadata is malformed: {key} must be from {low} to {high}, got {value}")
+        if kwargs.get("channels", cls.channels) == 2:
+            raise DdpmEdgeError("model metadata is malformed: images have 1, 3 or 4 channels, got 2")
         known = set(cls.__dataclass_fields__) | {"format"}
         kwargs["extra"] = {k: v for k, v in meta.items() if k not in known}
         spec = cls(**kwargs)
@@ -124,8 +140,9 @@ def run_chunked(spec: ModelSpec, run, x: np.ndarray, t: np.ndarray, c: np.ndarra
     does not depend on the split."""
     x, t, c = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, t, c))
     spec.check_inputs(x, t, c)
+    check_limit("the model's fixed/minimum batch", min_batch, MAX_FIXED_BATCH)
     n = x.shape[0]
-    step = max_batch or n
+    step = max_batch or min(n, max(MAX_CALL_ROWS, min_batch))   # bounded rows per call bound activation memory
     out = []
     for k in range(0, n, step):
         chunk = [a[k:k + step] for a in (x, t, c)]
@@ -133,5 +150,9 @@ def run_chunked(spec: ModelSpec, run, x: np.ndarray, t: np.ndarray, c: np.ndarra
         if rows < min_batch:
             chunk = [np.ascontiguousarray(np.concatenate([a, np.repeat(a[-1:], min_batch - rows, axis=0)]))
                      for a in chunk]
-        out.append(run(*chunk)[:rows])
+        eps = run(*chunk)
+        if not isinstance(eps, np.ndarray) or eps.dtype != np.float32 or eps.shape != chunk[0].shape:
+            raise DdpmEdgeError(f"the model broke its I/O contract: eps must be float32 {chunk[0].shape}, got "
+                                f"{getattr(eps, 'dtype', type(eps).__name__)} {getattr(eps, 'shape', '')}")
+        out.append(eps[:rows])
     return out[0] if len(out) == 1 else np.concatenate(out)

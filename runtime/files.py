@@ -74,3 +74,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same resolved path, or (both existing) the same inode."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(inputs: dict, outputs: dict) -> None:
+    """Refuse, before any work, an output that is one of the inputs (it would be replaced by what is
+    made from it) or two outputs that are one file (one would silently replace the other).
+    inputs/outputs: {label: path or None}."""
+    outs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    ins = [(label, Path(p)) for label, p in inputs.items() if p is not None]
+    for out_label, out in outs:
+        for in_label, source in ins:
+            if same_file(out, source):
+                raise DdpmEdgeError(f"{out_label} {out} is the {in_label} it is made from; "
+                                    "give another output path (inputs are never overwritten)")
+    for k, (label_a, a) in enumerate(outs):
+        for label_b, b in outs[k + 1:]:
+            if same_file(a, b):
+                raise DdpmEdgeError(f"{label_a} and {label_b} are the same file {a}; give different paths")

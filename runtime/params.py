@@ -13,11 +13,29 @@ import numpy as np
 
 from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
+from .limits import MAX_GUIDANCE, MAX_N, MAX_SEED, MAX_T
 from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
+from .sampling import DEFAULT_RNG, RNGS
 
-MAX_SAMPLES = 1 << 20
+MAX_SAMPLES = MAX_N
 SEED_BITS = 32
-SOLVER_RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform"}   # what records without these fields meant
+# fields added after record format /1: what older records meant
+RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def check_context_list(context) -> None:
+    """A context given as a list: finite numbers [n_cfeat], or rows of them [n, n_cfeat] of one length."""
+    rows = context if context and all(isinstance(row, (list, tuple)) for row in context) else [context]
+    width = len(rows[0])
+    for row in rows:
+        if len(row) != width or not all(_is_number(v) for v in row):
+            raise DdpmEdgeError("context must be a list of finite numbers, or equal-length rows of them, "
+                                f"got {str(context)[:80]}")
 
 
 def _is_int(value) -> bool:
@@ -40,6 +58,7 @@ class GenerationParams:
     tolerance: int = DEFAULT_TOLERANCE
     eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
     spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
+    rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
@@ -48,17 +67,22 @@ class GenerationParams:
         sampler = check_sampler(self.sampler)
         object.__setattr__(self, "eta", check_eta(sampler, self.eta))
         object.__setattr__(self, "spacing", check_spacing(sampler, self.spacing))
-        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
-            raise DdpmEdgeError(f"steps must be a positive integer, got {self.steps!r}")
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
-            raise DdpmEdgeError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.steps is not None and (not _is_int(self.steps) or not 1 <= self.steps <= MAX_T):
+            raise DdpmEdgeError(f"steps must be an integer from 1 to {MAX_T}, got {self.steps!r}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
+            raise DdpmEdgeError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed!r}")
+        if not isinstance(self.rng, str) or self.rng.lower() not in RNGS:
+            raise DdpmEdgeError(f"unknown noise generator {self.rng!r}; choose one of {', '.join(RNGS)}")
+        object.__setattr__(self, "rng", self.rng.lower())
         if isinstance(self.context, np.ndarray):
             object.__setattr__(self, "context", self.context.tolist())
         if self.context is not None and not isinstance(self.context, (str, list, tuple)):
             raise DdpmEdgeError(f"context must be a string or a list of numbers, got {type(self.context).__name__}")
+        if isinstance(self.context, (list, tuple)):
+            check_context_list(self.context)
         if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
-                or not math.isfinite(self.guidance) or self.guidance < 0:
-            raise DdpmEdgeError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
+                or not math.isfinite(self.guidance) or self.guidance < 0 or self.guidance > MAX_GUIDANCE:
+            raise DdpmEdgeError(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}, got {self.guidance!r}")
         for name, value in (("sampler", self.sampler.lower()), ("guidance", float(self.guidance)),
                             ("background", parse_background(self.background)),
                             ("tolerance", check_tolerance(self.tolerance)),
@@ -80,7 +104,7 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
-        record = {**SOLVER_RECORD_DEFAULTS, **record}
+        record = {**RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in record]
         if missing:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DdpmEdgeError
+from .limits import MAX_T
 
 COURSE_T = 500
 COURSE_BETA1 = 1e-4
@@ -30,14 +31,23 @@ class Schedule:
     alphas_cumprod: np.ndarray = field(init=False, repr=False, compare=False)  # [T+1]
 
     def __post_init__(self):
-        if not (isinstance(self.T, (int, np.integer)) and self.T >= 1):
-            raise DdpmEdgeError(f"schedule T must be a positive integer, got {self.T!r}")
+        if not (isinstance(self.T, (int, np.integer)) and not isinstance(self.T, bool) and 1 <= self.T <= MAX_T):
+            raise DdpmEdgeError(f"schedule T must be an integer from 1 to {MAX_T}, got {self.T!r}")
+        if not all(isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, bool)
+                   for b in (self.beta1, self.beta2)):
+            raise DdpmEdgeError(f"schedule betas must be numbers, got {self.beta1!r}, {self.beta2!r}")
         if not (0.0 < self.beta1 <= self.beta2 < 1.0):
             raise DdpmEdgeError(f"schedule needs 0 < beta1 <= beta2 < 1, got {self.beta1}, {self.beta2}")
         betas = np.linspace(self.beta1, self.beta2, self.T + 1, dtype=np.float64)
         alphas = 1.0 - betas
         alphas_cumprod = np.cumprod(alphas)
         alphas_cumprod[0] = 1.0
+        ab32 = alphas_cumprod.astype(np.float32)
+        with np.errstate(all="ignore"):   # the steps divide by √ᾱ_i and √(1 − ᾱ_i) in float32
+            usable = (ab32 > 0).all() and (1 - ab32[1:] > 0).all() and np.isfinite(1 / np.sqrt(ab32)).all()
+        if not usable:
+            raise DdpmEdgeError(f"schedule T={self.T}, beta1={self.beta1}, beta2={self.beta2} underflows in float32 "
+                                "(alphas_cumprod reaches 0 or 1 − alphas_cumprod is 0): its steps would divide by zero")
         for name, value in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", alphas_cumprod)):
             value = value.astype(np.float32)
             value.flags.writeable = False

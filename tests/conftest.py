@@ -2,13 +2,43 @@
 every other fixture builds what it needs (small random ContextUnets in the course's format)."""
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COURSE = ROOT.parent / "shared" / "course"
+# ../shared/course beside the checkout (or beside a folder holding it, e.g. a git worktree)
+COURSE = next((p / "shared" / "course" for p in ROOT.parents if (p / "shared" / "course").is_dir()),
+              ROOT.parent / "shared" / "course")
+
+
+def script(name: str) -> str:
+    """The console script `name` of the interpreter running the tests (its venv's bin), not whatever
+    PATH finds: `python -m pytest` does not put the venv on PATH."""
+    path = Path(sys.executable).parent / name
+    if not path.is_file():
+        pytest.fail(f"{name} is not installed beside {sys.executable} (pip install -e . first)")
+    return str(path)
+
+
+# In CI (env CI set) a skip is a test that did not run: only the hardware ones may skip.
+CI_MAY_SKIP = re.compile(r"\b(GPU|CUDA|TensorRT|NVIDIA)\b", re.IGNORECASE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not os.environ.get("CI") or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not CI_MAY_SKIP.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where only GPU/CUDA/TensorRT tests may skip: {reason}"
 
 
 @pytest.fixture(scope="session")

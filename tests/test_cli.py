@@ -1,19 +1,19 @@
 """ddpm-export and ddpm-run as a user runs them: real console scripts, real files, one-line errors."""
 import io
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import script
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def cli(name, *args, cwd=None):
-    exe = shutil.which(name) or pytest.skip(f"{name} is not on PATH (pip install -e . first)")
+    exe = script(name)
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
 
 

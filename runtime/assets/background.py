@@ -25,6 +25,8 @@ MIN_BORDER_SHARE = 0.25  # at least this share of the border must match the esti
 
 def parse_background(text: str | None) -> str | None:
     """None / "keep" → None (sprites as drawn); "transparent"; a colour name or #RRGGBB → "#rrggbb"."""
+    if text is not None and not isinstance(text, str):
+        raise DdpmEdgeError(f"background must be keep, transparent or a colour name/#RRGGBB, got {text!r:.80}")
     if text is None or text.strip().lower() in ("", "keep", "none"):
         return None
     text = text.strip().lower()
