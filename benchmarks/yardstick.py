@@ -130,13 +130,13 @@ def generate(generator: SpriteGenerator, config: Config, n: int, seed: int, log)
     return sprites, requested, time.monotonic() - started
 
 
-def cache_path(model_sha256: str, config: Config, seed: int, n: int) -> Path:
+def cache_path(model_sha256: str, config: Config, seed: int, n: int, cache: Path = CACHE) -> Path:
     slug = config.name.replace(":", "_").replace("=", "")
-    return CACHE / model_sha256[:16] / f"{slug}_seed{seed}_n{n}.npz"
+    return Path(cache) / model_sha256[:16] / f"{slug}_seed{seed}_n{n}.npz"
 
 
-def cached_generate(generator, config, n, seed, log, use_cache=True):
-    path = cache_path(generator.model_sha256, config, seed, n)
+def cached_generate(generator, config, n, seed, log, use_cache=True, cache: Path = CACHE):
+    path = cache_path(generator.model_sha256, config, seed, n, cache)
     if use_cache and path.is_file():
         with np.load(path, allow_pickle=False) as data:
             if str(data["config"]) == config.name and str(data["model_sha256"]) == generator.model_sha256:
@@ -233,14 +233,16 @@ def run(args) -> dict:
         generator = load_generator(args.model, config, loaded)
         reports, seconds, row_seeds = [], [], seeds
         if args.cached_only:   # aggregate what earlier (background) runs generated; generate nothing
-            row_seeds = [seed for seed in seeds if cache_path(generator.model_sha256, config, seed, args.n).is_file()]
+            row_seeds = [seed for seed in seeds if cache_path(generator.model_sha256, config, seed, args.n,
+                                                                 args.cache).is_file()]
             if len(row_seeds) < args.min_seeds:
                 skipped.append(f"{config.name} ({len(row_seeds)} of {len(seeds)} seeds cached)")
                 log(f"[{r}/{len(configs)} {config.name}] skipped: {skipped[-1]}")
                 continue
         for s, seed in enumerate(row_seeds, 1):
             log(f"[{r}/{len(configs)} {config.name}, seed {seed} ({s}/{len(row_seeds)}), n {args.n}] generating…")
-            sprites, requested, took, hit = cached_generate(generator, config, args.n, seed, log, not args.no_cache)
+            sprites, requested, took, hit = cached_generate(generator, config, args.n, seed, log, not args.no_cache,
+                                                              args.cache)
             report = ys.report(sprites, requested, config=config.name, seed=seed)
             reports.append(report)
             seconds.append(round(took, 1))
@@ -304,6 +306,7 @@ def parse_args(argv=None):
     parser.add_argument("--cached-only", action="store_true",
                         help="generate nothing: measure the cached seeds of each row, skip rows with fewer than --min-seeds")
     parser.add_argument("--min-seeds", type=int, default=2, help="with --cached-only (default 2)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="cache folder (default benchmarks/cache)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write benchmarks/cache/")
     parser.add_argument("--smoke", action="store_true",
                         help="a quick check of the pipeline: n 10, seeds 0,1, 5 KID subsets, no cache; rows ddim:5 "
