@@ -58,9 +58,9 @@ class Config:
     @property
     def name(self) -> str:
         """Canonical: solver:steps then options in OPTIONS order (so equal configs share one cache entry)."""
-        return ":".join([self.solver, str(self.steps)] + [f"{k}={self.options[k]:g}" if isinstance(self.options[k], float)
-                                                            else f"{k}={self.options[k]}"
-                                                            for k in OPTIONS if k in self.options])
+        shown = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in sorted(self.options.items(), key=lambda item: list(OPTIONS).index(item[0]))]
+        return ":".join([self.solver, str(self.steps), *shown])
 
     @property
     def unet_rows(self) -> int:
@@ -72,7 +72,8 @@ def parse_config(text: str) -> Config:
     """'dpmpp-2m-sde:10:guidance=2' → Config; a one-line DdpmEdgeError for anything malformed."""
     parts = [p.strip() for p in str(text).strip().split(":")]
     if len(parts) < 2 or not parts[0]:
-        raise DdpmEdgeError(f"config {text!r}: expected SOLVER:STEPS[:option=value...], e.g. dpmpp-2m-sde:10:guidance=2")
+        raise DdpmEdgeError(f"config {text!r}: expected SOLVER:STEPS[:option=value...], "
+                            "e.g. dpmpp-2m-sde:10:guidance=2")
     solver = parts[0].lower()
     try:
         steps = int(parts[1])
@@ -109,7 +110,8 @@ def supported(function, names) -> set[str]:
     return {n for n in names if n in params}
 
 
-def generate(generator: SpriteGenerator, config: Config, n: int, seed: int, log) -> tuple[np.ndarray, np.ndarray, float]:
+def generate(generator: SpriteGenerator, config: Config, n: int, seed: int,
+             log) -> tuple[np.ndarray, np.ndarray, float]:
     """(uint8 sprites [n,H,W,C], requested [n], seconds) for one config and seed."""
     k = generator.spec.n_cfeat
     requested = class_balanced(n, k)
@@ -117,7 +119,8 @@ def generate(generator: SpriteGenerator, config: Config, n: int, seed: int, log)
     extra = {key: config.options[key] for key in ("eta", "spacing") if key in config.options}
     missing = set(extra) - supported(generator.generate, extra)
     if missing:
-        raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.generate has no {', '.join(sorted(missing))}")
+        raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.generate has no "
+                            f"{', '.join(sorted(missing))}")
     started, shown = time.monotonic(), [0]
 
     def progress(done, total, x):
@@ -157,7 +160,8 @@ def load_generator(model, config: Config, loaded: dict) -> SpriteGenerator:
         extra = {k: config.options[k] for k in LOAD_OPTIONS if k in config.options}
         missing = set(extra) - supported(SpriteGenerator.load, extra)
         if missing:
-            raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.load has no {', '.join(sorted(missing))}")
+            raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.load has no "
+                                f"{', '.join(sorted(missing))}")
         loaded[key] = SpriteGenerator.load(model, **extra)
     return loaded[key]
 
@@ -169,7 +173,8 @@ def fmt(summary: dict, metric: str, digits: int) -> str:
 
 def markdown(result: dict) -> str:
     noise = result["real_noise"]
-    lines = [f"Quality yardstick — model `{result['model_sha256'][:12]}…`, classifier `{result['classifier_sha256'][:12]}…`, "
+    lines = [f"Quality yardstick — model `{result['model_sha256'][:12]}…`, "
+             f"classifier `{result['classifier_sha256'][:12]}…`, "
              f"n = {result['n']} class-balanced sprites per seed, seeds {result['seeds']}; "
              "figures are mean ± spread (max − min over seeds).", "",
              "| config | UNet rows/sprite | seeds | FD ↓ | KID ↓ | precision | recall | accuracy | = DDPM-500? | s/seed |",
@@ -270,12 +275,14 @@ def run(args) -> dict:
                 log(f"{row['config']}: {verdict.reason} (vs {key})")
                 break
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, "
                f"load average {os.getloadavg()[0]:.1f} at the end")
     result = {"format": "ddpm-edge-yardstick/1", "machine": machine, "command": command, "n": args.n, "seeds": seeds,
               "model_sha256": base.model_sha256, "model": base.model_path, "classifier_sha256": ys.classifier.sha256,
               "classifier_held_out_accuracy": ys.classifier.metadata.get("held_out_accuracy"),
-              "real_noise": noise, "rows": rows, "not_measured": skipped, "seconds": round(time.monotonic() - started, 1)}
+              "real_noise": noise, "rows": rows, "not_measured": skipped,
+              "seconds": round(time.monotonic() - started, 1)}
     if args.write_reference:
         chosen = [row for row in rows if row["config"] in measured]
         if not chosen:
