@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from PIL import Image, ImageColor
 
 from .background import TRANSPARENT
 from ..errors import DdpmEdgeError
-from ..files import atomic_path, check_writable
+from ..files import OutputSet, atomic_path, check_outputs, check_writable
 from ..limits import MAX_ANIMATION_PIXELS, MAX_SHEET_PIXELS, check_limit
 from .images import grid_shape, make_sheet, sheet_geometry, to_image
 from ..params import GenerationParams
@@ -321,8 +320,10 @@ class Targets:
                 raise DdpmEdgeError(f"cannot write sprites into {folder}: folder {where} is not writable")
 
 
-def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout()) -> list[Path]:
-    """Write every requested output of `batch`; all of them appear, or (on any failure) none."""
+def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout(),
+                  inputs: tuple = ()) -> list[Path]:
+    """Write every requested output of `batch`; all of them appear, or (on any failure) none. No output
+    may be one of `inputs` (the files the batch was made from) or another output."""
     targets.check()
     n, height, width, channels = batch.sprites.shape
     layout.check_size(n, height, width, frames=len(batch.frames) + 1 if targets.animation is not None else 0)
@@ -330,11 +331,15 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
     record = batch.record(layout)
     written: list[Path] = []
     made_folder = targets.each is not None and not targets.each.is_dir()
+    finals = [p for p in (targets.sheet, targets.atlas_path, targets.animation) if p is not None]
+    if targets.each is not None:
+        finals += [targets.each / f"{name}.png" for name in batch.names]
+    check_outputs([("input", p) for p in inputs], [("output", p) for p in finals])   # before anything is written
     try:
-        with ExitStack() as stack:
+        with OutputSet() as outputs:
             def stage(path: Path) -> Path:
                 written.append(path)
-                return stack.enter_context(atomic_path(path))
+                return outputs.stage(path)
 
             if targets.sheet is not None:
                 tmp = stage(targets.sheet)
