@@ -300,3 +300,20 @@ def test_longest_legal_output_name(tmp_path):
     result = ddpm_run("--engine", model, "-n", "2", *FAST, "--out", tmp_path / name, "--atlas", "-q")
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", name, "a" * 240 + ".json"])
+
+
+def test_console_script_stderr_is_one_line(tmp_path):
+    """Through the real console script: NumPy's RuntimeWarnings (overflow in the steps) and ONNX Runtime's
+    log lines (an unused initializer) do not join the one-line reason."""
+    import subprocess
+    from conftest import script
+    onnx = pytest.importorskip("onnx")
+    model = tiny_unet(tmp_path / "m.onnx", "huge")
+    proto = onnx.load(model)
+    proto.graph.initializer.append(onnx.helper.make_tensor("unused", onnx.TensorProto.FLOAT, [1], [1.0]))
+    onnx.save(proto, model)
+    result = subprocess.run([script("ddpm-run"), "--engine", str(model), "-n", "2", *FAST, "--out", "s.png"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 4
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("ddpm-run: error:"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
