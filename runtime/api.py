@@ -30,7 +30,7 @@ from .contract import ModelSpec
 from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
 from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
-from .files import sha256_file
+from .files import check_outputs, sha256_file
 from .gate import GateConfig, check as check_gate, needs_gate
 from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
@@ -265,6 +265,8 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     override them; the model must be the one recorded (see SpriteGenerator.load_for_record).
     """
     targets.check()
+    check_outputs([("--from", source), ("--engine", engine)],
+                  [("--out", targets.sheet), ("the atlas", targets.atlas_path), ("--gif", targets.animation)])
     param_names = {f.name for f in fields(GenerationParams)}
     layout_names = {f.name for f in fields(SheetLayout)}
     unknown = set(settings) - param_names - layout_names
@@ -299,5 +301,5 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
     if record and record.get("format") == RECORD_FORMAT_V1 and unchanged:
         batch = replace(batch, record_format=RECORD_FORMAT_V1)   # an old file regenerated: the same bytes
-    write_outputs(batch, targets, layout)
+    write_outputs(batch, targets, layout, inputs=tuple(p for p in (source, engine) if p is not None))
     return batch
