@@ -171,7 +171,7 @@ class SpriteGenerator:
                                     steps=params.steps, guidance=params.guidance, eta=params.eta,
                                     spacing=params.spacing, rng=params.rng,
                                     progress=on_step if frames_every or progress else None)
-        sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
+        sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
