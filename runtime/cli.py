@@ -22,6 +22,20 @@ class AtlasFormat(str, Enum):
     godot = "godot"
 
 
+class BackendName(str, Enum):
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+
+
+class PrecisionName(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)    # the solver registry
 SpacingName = Enum("SpacingName", {name: name for name in SPACINGS}, type=str)
 SAMPLER_CHOICES = "; ".join(f"{name}: {SAMPLER_HELP[name]} "
@@ -75,6 +89,10 @@ def run(
     from_png: Optional[Path] = typer.Option(None, "--from", help="regenerate a PNG written by ddpm-run from the "
                                                                   "parameters it records; other options override them"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
+    backend: BackendName = typer.Option(BackendName.auto, help="auto (by file: .onnx onnxruntime, .xml openvino, "
+                                                               ".plan tensorrt), onnxruntime, openvino, tensorrt"),
+    precision: Optional[PrecisionName] = typer.Option(None, help="fp32, bf16 (openvino), int8 (an int8 model), fp16 "
+                                                                 "(default: what the model file holds)"),
     max_batch: Optional[int] = typer.Option(None, help="split UNet calls into batches of at most this many"),
     io_binding: bool = typer.Option(False, "--io-binding", help="ONNX Runtime: bind inputs/outputs to buffers "
                                                                "allocated once on the device"),
@@ -94,8 +112,10 @@ def run(
     update, close = progress_bar("sampling", enabled=not quiet)
     try:
         batch = render(targets, engine=engine, source=from_png, progress=update,
+                       log=None if quiet else (lambda message: typer.echo(message, err=True)),
                        load_options=dict(device=device.value, max_batch=max_batch, io_binding=io_binding,
-                                         cuda_graph=cuda_graph, gpu_loop=gpu_loop),
+                                         cuda_graph=cuda_graph, gpu_loop=gpu_loop, backend=backend.value,
+                                         precision=precision.value if precision else None),
                        n=n, sampler=sampler.value if sampler else None, steps=steps, seed=seed, context=context,
                        eta=eta, spacing=spacing.value if spacing else None, rng=rng.value if rng else None,
                        guidance=guidance, background=background, tolerance=tolerance,
