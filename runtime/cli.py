@@ -9,10 +9,15 @@ import typer
 
 from .api import render
 from .assets.background import DEFAULT_TOLERANCE
-from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
+from .info import shipped_classes
+from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app, version_option
 from .assets.outputs import DEFAULT_FRAME_MS, Targets
 from .solvers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPACINGS
 
+_CLASSES = shipped_classes()
+CONTEXT_HELP = (f"a class name of the model (the shipped model's: {', '.join(_CLASSES)}; `ddpm-info MODEL` lists "
+                f"another model's), numbers (one per class, e.g. 1,0,0.6,0,0), random, or none" if _CLASSES else
+                "a class name of the model (`ddpm-info MODEL` lists them), numbers (one per class), random, or none")
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
 
@@ -61,7 +66,7 @@ def run(
                                                              "DDIM stride, the default), logsnr, karras"),
     seed: Optional[int] = typer.Option(None, help="random seed; same seed, same sprites (default: drawn and recorded)"),
     context: Optional[str] = typer.Option(None, "--context", "-c",
-                                          help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
+                                          help=CONTEXT_HELP),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
                                                         "(default 0)"),
     rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's) or philox (portable: "
@@ -102,6 +107,7 @@ def run(
                                                            "fused; a loop model from ddpm-export --gpu-loop, or a "
                                                            "UNet .onnx fused on load)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    version: bool = version_option("ddpm-run"),
 ) -> None:
     """Generate N sprites and write them as a sprite sheet PNG (or raw samples as .npy), optionally with
     a TexturePacker atlas, one PNG per sprite and a denoising animation. Every PNG records its
