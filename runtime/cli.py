@@ -9,6 +9,7 @@ import typer
 
 from .api import render
 from .assets.background import DEFAULT_TOLERANCE
+from .assets.records import read_record
 from .info import shipped_classes
 from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app, version_option
 from .assets.outputs import DEFAULT_FRAME_MS, Targets
@@ -131,11 +132,18 @@ def run(
     if not quiet:
         written = ", ".join(str(p) for p in (out, targets.atlas_path, gif) if p is not None)
         if each is not None:
-            written += f", {len(batch.names)} sprites in {each}"
+            written += f", {plural(len(batch.names), 'sprite')} in {each}"
         p = batch.params
         solver = p.sampler + (f" eta {p.eta:g}" if p.eta else "") + (f" {p.spacing}" if p.spacing != "uniform" else "")
-        typer.echo(f"wrote {written} ({p.n} sprites, {solver} {p.steps} steps, seed {p.seed}, "
+        sprite = read_record(from_png).get("sprite") if from_png is not None else None
+        what = plural(p.n, "sprite") if sprite is None else f"sprite {sprite} of {p.n}"
+        typer.echo(f"wrote {written} ({what}, {solver} {plural(p.steps, 'step')}, seed {p.seed}, "
                    f"model {Path(batch.model_path).name})", err=True)
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 sprite", "16 sprites"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def main() -> None:

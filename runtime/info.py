@@ -16,53 +16,18 @@ from .cli_errors import make_app, one_line_errors, run_app, version_option
 app = make_app("Describe a model file: classes, shapes, schedule, precision, backend, provenance, sha256.")
 
 
-def _varint(f) -> int | None:
-    shift = result = 0
-    while True:
-        byte = f.read(1)
-        if not byte:
-            return None
-        result |= (byte[0] & 0x7F) << shift
-        if byte[0] < 0x80:
-            return result
-        shift += 7
-
-
 def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """An ONNX file's metadata_props, read straight off the protobuf (ModelProto field 14, entries of
-    key=1/value=2) without onnx or onnxruntime and without reading the graph: other top-level fields are
-    skipped by length. {} when the file is not a readable ONNX protobuf."""
+    """An ONNX file's metadata_props, read off the protobuf (ModelProto field 14) without onnx or an
+    inference session; {} when the file is not a readable ONNX protobuf."""
+    from .backends.common import _fields
+
     meta: dict[str, str] = {}
     try:
-        with open(path, "rb") as f:
-            while (tag := _varint(f)) is not None:
-                field, wire = tag >> 3, tag & 7
-                if wire == 0:
-                    _varint(f)
-                elif wire == 1 or wire == 5:
-                    f.seek(8 if wire == 1 else 4, 1)
-                elif wire == 2:
-                    size = _varint(f)
-                    if size is None:
-                        break
-                    if field != 14:
-                        f.seek(size, 1)
-                        continue
-                    entry, key, value, k = f.read(size), "", "", 0
-                    while k < len(entry):   # StringStringEntryProto: 1 key, 2 value (both strings)
-                        sub_tag, k = entry[k], k + 1
-                        length = shift = 0
-                        while True:
-                            length |= (entry[k] & 0x7F) << shift
-                            k, shift = k + 1, shift + 7
-                            if entry[k - 1] < 0x80:
-                                break
-                        text, k = entry[k:k + length].decode("utf-8"), k + length
-                        key, value = (text, value) if sub_tag >> 3 == 1 else (key, text)
-                    meta[key] = value
-                else:
-                    break
-    except (OSError, IndexError, UnicodeDecodeError):
+        for number, wire, value in _fields(memoryview(Path(path).read_bytes())):
+            if number == 14 and wire == 2:
+                entry = {k: bytes(v).decode() for k, w, v in _fields(value) if w == 2}
+                meta[entry.get(1, "")] = entry.get(2, "")
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
         return {}
     return meta
 
