@@ -352,9 +352,30 @@ def _package_versions(packages) -> dict[str, str]:
     return versions
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ddpm_edge.ddpm_ref.dataset OUT_DIR`: rebuild the emoji sprite set into OUT_DIR (never a
+    default folder: an installed package is no place to write)."""
+    import argparse
     import sys
 
-    target = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "data")
-    built = build_emoji_dataset(target)
-    print(f"{target}: {len(built.images)} sprites, {built.counts()}, sha256 {built.sha256[:16]}")
+    parser = argparse.ArgumentParser(
+        prog="python -m ddpm_edge.ddpm_ref.dataset",
+        description="Rebuild the open emoji sprite set (sprites.npy, labels.npy, dataset.json, LICENSE.txt) into "
+                    "OUT_DIR, byte for byte the shipped ddpm_ref/data with the same Debian packages: "
+                    "fonts-noto-color-emoji and unicode-data (sudo apt-get install fonts-noto-color-emoji "
+                    "unicode-data).")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
+    args = parser.parse_args(argv)
+    if args.out_dir.startswith("-"):
+        parser.error(f"OUT_DIR {args.out_dir!r} looks like an option")
+    try:
+        built = build_emoji_dataset(args.out_dir)
+    except DdpmEdgeError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out_dir}: {len(built.images)} sprites, {built.counts()}, sha256 {built.sha256[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

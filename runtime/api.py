@@ -33,7 +33,7 @@ from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
 from .files import check_outputs, sha256_file
 from .gate import GateConfig, check as check_gate, needs_gate
 from .assets.images import to_uint8
-from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
+from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs, write_sprite
 from .params import GenerationParams, check_context_list, default_guidance
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
@@ -189,7 +189,7 @@ class SpriteGenerator:
                                     steps=params.steps, guidance=params.guidance, eta=params.eta,
                                     spacing=params.spacing, rng=params.rng,
                                     progress=on_step if frames_every or progress else None)
-        sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
+        sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
@@ -274,6 +274,13 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
         raise DdpmEdgeError(f"unknown settings: {', '.join(sorted(unknown))}")
     given = {k: v for k, v in settings.items() if v is not None}
     record = read_record(source) if source is not None else None
+    sprite = record.get("sprite") if record else None   # a per-sprite PNG (an --each file): regenerate it alone
+    if sprite is not None:
+        if not isinstance(sprite, int) or isinstance(sprite, bool) or sprite < 0:
+            raise DdpmEdgeError(f"{source}: its record names sprite {sprite!r}, not an index")
+        if targets.atlas or targets.each is not None or targets.animation is not None or targets.sheet is None:
+            raise DdpmEdgeError(f"{source} is one sprite of a sheet: --from it writes that sprite to --out only; "
+                                "for an atlas, --each or an animation use --from the sheet")
     params = GenerationParams.from_record(record, str(source)) if record else GenerationParams()
     layout = SheetLayout.from_record(record) if record else SheetLayout()
     unchanged = not (set(given) & (param_names | layout_names))
@@ -282,6 +289,8 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
             given.setdefault(name, default)   # the recorded ones belong to the recorded sampler
     params = replace(params, **{k: v for k, v in given.items() if k in param_names})
     layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
+    if sprite is not None and sprite >= params.n:
+        raise DdpmEdgeError(f"{source} is sprite {sprite} of its batch, but only {params.n} would be generated")
     options = dict(load_options or {})
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
@@ -301,5 +310,8 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
     if record and record.get("format") == RECORD_FORMAT_V1 and unchanged:
         batch = replace(batch, record_format=RECORD_FORMAT_V1)   # an old file regenerated: the same bytes
+    if sprite is not None:
+        write_sprite(batch, sprite, targets.sheet, layout, inputs=tuple(p for p in (source, engine) if p is not None))
+        return batch
     write_outputs(batch, targets, layout, inputs=tuple(p for p in (source, engine) if p is not None))
     return batch

@@ -67,6 +67,16 @@ def make_app(help_text: str) -> typer.Typer:
                        help=help_text, context_settings={"help_option_names": ["-h", "--help"]})
 
 
+def version_option(prog: str):
+    """`--version` for a command: print "PROG VERSION" and exit 0 before anything else is checked."""
+    def show(value: bool) -> None:
+        if value:
+            from ddpm_edge.runtime import __version__
+            typer.echo(f"{prog} {__version__}")
+            raise typer.Exit(0)
+    return typer.Option(False, "--version", callback=show, is_eager=True, help="print the version and exit")
+
+
 def _click_class(name: str) -> type:
     """Click's exception class `name`, from wherever this typer takes click (its own vendored copy in
     typer >= 0.25, the click package before): found on the public typer.BadParameter's bases."""

@@ -1,6 +1,7 @@
 """PNG records across formats: files written before "ddpm-edge-params/2" (tests/data/records_v1, made by
 ddpm-run 0.1.0 with the tiny model beside them, see its MAKE.md) still regenerate byte for byte with
 `--from` and nothing overridden; every other regeneration writes /2, which names all parameters."""
+import json
 import shutil
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def test_v1_atlas_each_and_animation_regenerate_byte_for_byte(v1, tmp_path):
     out = tmp_path / "ddim_sheet.png"
     result = ddpm_run("--from", v1 / "ddim_sheet.png", "--out", out, "--atlas", "--each", tmp_path / "each", "-q")
     assert result.exit_code == 0, result.output
-    assert out.with_suffix(".json").is_file()     # the atlas is no record: its format moved on (pivots, names)
+    # the atlas is not a record: it is rewritten in today's layout (frames prefixed by the sheet's stem,
+    # with pivot), the same rectangles in the same order as the one written by 0.1.0
+    old, new = (json.loads(p.read_text()) for p in (V1 / "ddim_sheet.json", out.with_suffix(".json")))
+    assert [(f"ddim_sheet/{name}", e["frame"]) for name, e in old["frames"].items()] == \
+        [(name, e["frame"]) for name, e in new["frames"].items()]
+    assert new["meta"]["size"] == old["meta"]["size"] and new["meta"]["image"] == old["meta"]["image"]
     for sprite in sorted((V1 / "each").iterdir()):
         assert (tmp_path / "each" / sprite.name).read_bytes() == sprite.read_bytes(), sprite.name
     anim = tmp_path / "anim.png"

@@ -332,19 +332,37 @@ class Targets:
         if len(set(resolved)) != len(resolved):
             raise DdpmEdgeError("the sheet, atlas and animation must be different files")
         for path in files:
-            check_writable(path)
+            if _parent(path).is_dir():
+                check_writable(path)
         for folder in {f for f in (self.each, self.atlas_folder) if f is not None}:
-            _check_folder(folder)
+            if folder.exists() and not folder.is_dir():
+                raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not writable")
+        self.folders_to_create()   # checks that missing folders can be created
+
+    def folders_to_create(self) -> list[Path]:
+        """Folders the outputs need that do not exist yet (parents of the files, the sprite folders),
+        outermost first; fails when one cannot be created."""
+        needed = [_parent(p) for p in (self.sheet, self.atlas_path, self.animation) if p is not None]
+        needed += [f for f in (self.each, self.atlas_folder) if f is not None]
+        missing: list[Path] = []
+        for folder in needed:
+            chain = []
+            while not folder.exists():
+                chain.append(folder)
+                folder = _parent(folder)
+            if not folder.is_dir():
+                raise DdpmEdgeError(f"cannot write into {chain[-1] if chain else folder}: {folder} is not a folder")
+            if chain:
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise DdpmEdgeError(f"cannot create {chain[-1]}: folder {folder} is not writable")
+            missing += [f for f in reversed(chain) if f not in missing]
+        return missing
 
 
-def _check_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
-    where = folder if folder.is_dir() else (folder.parent if str(folder.parent) else Path("."))
-    if not where.is_dir():
-        raise DdpmEdgeError(f"cannot create {folder}: folder {where} does not exist")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise DdpmEdgeError(f"cannot write sprites into {folder}: folder {where} is not writable")
+def _parent(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
 
 
 def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout(),
@@ -363,7 +381,7 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
     if targets.each is not None:
         finals += [targets.each / f"{name}.png" for name in batch.names]
     check_outputs([("input", p) for p in inputs], [("output", p) for p in finals])   # before anything is written
-    folders = [f for f in dict.fromkeys((targets.each, targets.atlas_folder)) if f is not None and not f.is_dir()]
+    folders = targets.folders_to_create()   # created here, removed again (when still empty) on failure
     try:
         with OutputSet() as outputs:
             def stage(path: Path) -> Path:
@@ -390,8 +408,29 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
                     _write_png(to_image(batch.sprites[k], layout.scale), stage(targets.each / f"{name}.png"),
                                {**record, "sprite": k})
     except BaseException:
-        for folder in folders:
+        for folder in reversed(folders):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
     return written
+
+
+def write_sprite(batch: Batch, k: int, path: Path, layout: SheetLayout = SheetLayout(), inputs: tuple = ()) -> Path:
+    """Sprite k of `batch` alone, as `write_outputs` writes it into an `each` folder (same pixels, same
+    record with "sprite": k), at `path` (.png; .npy: its raw float32 x_0 [1,C,H,W]). `ddpm-run --from
+    food/food_003.png` regenerates that file through this."""
+    if not 0 <= k < len(batch.sprites):
+        raise DdpmEdgeError(f"sprite {k} is not in a batch of {len(batch.sprites)}")
+    path = Path(path)
+    if path.suffix.lower() not in SHEET_SUFFIXES:
+        raise DdpmEdgeError(f"the output must end in .png or .npy, got {path.name!r}")
+    check_outputs([("input", p) for p in inputs], [("output", path)])   # never overwrite what it came from
+    layout = layout.fixed(len(batch.sprites))
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, batch.samples[k:k + 1])
+        else:
+            _write_png(to_image(batch.sprites[k], layout.scale), tmp, {**batch.record(layout), "sprite": k})
+    return path
+
