@@ -110,3 +110,18 @@ def test_page_reproduces_a_ddpm_run_sheet_from_its_record(tmp_path):
     finally:
         philox.unlink(missing_ok=True)
         pcg.unlink(missing_ok=True)
+
+
+def test_web_bench_runs_and_writes_its_table(tmp_path):
+    """benchmarks/web_bench.py as a user runs it, shrunk (its numbers are not checked: speed lives in benchmarks/)."""
+    import subprocess
+    out = tmp_path / "web"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web_bench.py"), "--rounds", "1", "--n", "1",
+                             "--steps", "2", "--guidance", "0", "--sampler", "ddim", "--out", out],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = out.with_suffix(".md").read_text()
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows == ["chromium wasm 1 thread", "chromium wasm 2 threads", "python ORT 1 thread", "python ORT 2 threads"]
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert all(len(calls) == 2 for calls in data["calls_ms"].values())     # one call per step, warm-up excluded
