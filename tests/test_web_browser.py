@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import web_page  # noqa: E402
 
 PARAMS = {"n": 16, "seed": 7, "context": "food", "sampler": "ddim", "steps": 25, "guidance": 2}
-SDE = {"n": 16, "seed": 3, "context": "face", "sampler": "dpmpp-2m-sde", "steps": 10, "guidance": 2, "spacing": "logsnr"}
+SDE = {"n": 16, "seed": 3, "context": "face", "sampler": "dpmpp-2m-sde", "steps": 10, "guidance": 2, "spacing": "logsnr",
+       "background": "transparent"}
 
 
 def query(params: dict) -> str:
@@ -65,7 +66,7 @@ def test_browser_sheet_matches_ddpm_run_and_from_reproduces_it(pages, tmp_path, 
     args = [a for k, v in params.items() for a in ((f"--{k}" if k != "n" else "-n"), v)]
     ddpm_run(*args, "--rng", "philox", "--out", python, "--atlas", "-q")
     a, b = pixels(browser), pixels(python)
-    assert a.shape == b.shape == (256, 256, 3)
+    assert a.shape == b.shape == (256, 256, 4 if params.get("background") == "transparent" else 3)
     assert np.abs(a - b).max() <= 2
     assert a.std() > 20                                           # sprites, not a blank sheet
 

@@ -1,6 +1,6 @@
 // The static page. Settings come from ddpm-run's defaults (contract.json), then a sheet's record (a dropped
 // PNG, or ?from=URL), then the URL query, with ddpm-run's names: n, seed, context, sampler, steps, guidance,
-// eta, spacing, cols, scale, padding; plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
+// eta, spacing, background, tolerance, cols, scale, padding; plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
 // The denoising is drawn live; the sheet PNG (with its ddpm-edge record) and the atlas are offered for
 // download. When a run ends: window.ddpmEdge = {done, sheetPng (data URL), atlas, error, timings, params}.
 import { SpriteGenerator, batchAtlas, contract, hasWebGpu, loadUnet, sheetPng, toUint8 } from "./src/index.js";
@@ -10,7 +10,7 @@ import { SAMPLERS as JS_SAMPLERS, SPACINGS } from "./src/solvers/index.js";
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
-const PARAM_FIELDS = ["n", "seed", "context", "sampler", "steps", "guidance", "eta", "spacing"];
+const PARAM_FIELDS = ["n", "seed", "context", "sampler", "steps", "guidance", "eta", "spacing", "background", "tolerance"];
 const LAYOUT_FIELDS = ["cols", "scale", "padding"];
 window.ddpmEdge = { done: false, sheetPng: null, atlas: null, error: null, timings: null };
 
@@ -59,11 +59,18 @@ function setContext(value) {
   $("context").dataset.wanted = text;
 }
 
+function setBackground(value) {
+  const text = value == null || value === "" ? "keep" : String(value).toLowerCase();
+  if (![...$("background").options].some((o) => o.value === text)) $("background").append(new Option(text, text));
+  $("background").value = text;
+}
+
 /** Put settings (params and layout, any subset) into the form. */
 function applySettings(settings) {
   for (const key of PARAM_FIELDS) {
     if (!(key in settings)) continue;
     if (key === "context") setContext(settings.context);
+    else if (key === "background") setBackground(settings.background);
     else $(key).value = settings[key] ?? "";
   }
   for (const key of LAYOUT_FIELDS) if (key in settings) layout[key] = settings[key] == null ? null : Number(settings[key]);
@@ -94,10 +101,11 @@ function formParams() {
   const num = (id) => ($(id).value === "" ? null : Number($(id).value));
   const context = $("context").value;
   return { n: num("n"), seed: num("seed"), sampler: $("sampler").value, steps: num("steps"), guidance: num("guidance") ?? 0,
-    eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context };
+    eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context,
+    background: $("background").value === "keep" ? null : $("background").value, tolerance: num("tolerance") ?? contract.params.tolerance };
 }
 
-function drawPreview(x, shape) {
+function drawPreview(x, shape) {   // the raw denoising (keying applies to the finished sprites)
   const [n, C, H, W] = shape;
   const sheet = makeSheet(toUint8(x, shape), [n, H, W, C], { scale: 1 });
   const rgba = new Uint8ClampedArray(sheet.width * sheet.height * 4);

@@ -10,4 +10,5 @@ export { Cancelled, InjectedNoise, guided, sample, toUint8 } from "./sampling.js
 export { atlasDict, batchAtlas, batchRecord, fixedLayout, pyJson, sheetPng, spriteNames } from "./assets/outputs.js";
 export { makeSheet, sheetGeometry } from "./assets/images.js";
 export { encodePng } from "./assets/png.js";
+export { applyBackground, backgroundMask, parseBackground, sheetFill } from "./assets/background.js";
 export { paramsFromRecord, readRecord } from "./assets/records.js";

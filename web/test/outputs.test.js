@@ -100,3 +100,24 @@ test("the sheet's record is byte for byte the iTXt payload ddpm-run writes, and 
   const plain = await encodePng({ width: 1, height: 1, channels: 3, pixels: new Uint8Array(3) });
   assert.throws(() => readRecord(plain, "p.png"), /p.png carries no ddpm-edge generation parameters/);
 });
+
+test("background keying equals NumPy's mask for the same sprites", async () => {
+  const { backgroundMask, applyBackground, parseBackground, sheetFill } = await import("../src/assets/background.js");
+  const g = golden.background;
+  const sprites = new Uint8Array(Buffer.from(g.sprites, "base64"));
+  const [n, h, w] = g.shape;
+  for (const [tol, masks] of Object.entries(g.masks)) {
+    const mask = backgroundMask(sprites, g.shape, Number(tol));
+    for (let s = 0; s < n; s++) {
+      assert.equal(Array.from(mask.subarray(s * h * w, (s + 1) * h * w)).join(""), masks[s], `sprite ${s} tolerance ${tol}`);
+    }
+  }
+  const few = sprites.subarray(0, 3 * h * w * 3);
+  assert.deepEqual(Buffer.from(applyBackground(few, [3, h, w, 3], "transparent")[0]), Buffer.from(g.transparent, "base64"));
+  assert.deepEqual(Buffer.from(applyBackground(few, [3, h, w, 3], "WHITE", 20)[0]), Buffer.from(g.white, "base64"));
+  assert.equal(parseBackground("#ABC"), "#aabbcc");
+  assert.equal(parseBackground("keep"), null);
+  assert.throws(() => parseBackground("plaid"), /unknown background colour "plaid"/);
+  assert.deepEqual(Array.from(sheetFill("#102030", 3)), [16, 32, 48]);
+  assert.deepEqual(Array.from(sheetFill("transparent", 4)), [0, 0, 0, 0]);
+});

@@ -37,7 +37,8 @@ export interface GenerationParams {
   /** a class name, "none", or comma-separated numbers */
   context?: string | number[] | null;
   guidance?: number; eta?: number; spacing?: "uniform" | "logsnr" | "karras";
-  background?: null | "keep"; tolerance?: number; rng?: "philox";
+  /** null/"keep", "transparent" (RGBA sprites), or "#rrggbb" */
+  background?: string | null; tolerance?: number; rng?: "philox";
 }
 
 export type ResolvedParams = Required<GenerationParams>;
@@ -130,3 +131,12 @@ export const contract: Record<string, unknown>;
 export const VERSION: string;
 export function specFromMetadata(meta?: Record<string, string>): ModelSpec;
 export function parseContext(spec: ModelSpec, context: GenerationParams["context"], n: number): Float32Array;
+
+export function parseBackground(text: string | null | undefined): null | "transparent" | string;
+export function backgroundMask(sprites: Uint8Array, shape: [number, number, number, number], tolerance?: number): Uint8Array;
+export function applyBackground(sprites: Uint8Array, shape: [number, number, number, number], background: string | null,
+  tolerance?: number): [Uint8Array, [number, number, number, number]];
+export function sheetFill(background: string | null, channels: number): Uint8Array;
+export function readRecord(bytes: Uint8Array, source?: string): Record<string, unknown>;
+export function paramsFromRecord(record: Record<string, unknown>, source?: string):
+  { params: GenerationParams; layout: SheetLayout; model: string; modelSha256: string };

@@ -2,6 +2,7 @@
 // sheet PNG with its generation record, and the TexturePacker "JSON (hash)" atlas.
 import contract from "../contract.json" with { type: "json" };
 import { gridShape, makeSheet, sheetGeometry } from "./images.js";
+import { sheetFill } from "./background.js";
 import { encodePng } from "./png.js";
 
 export const DEFAULT_LAYOUT = contract.layout;   // {cols, scale, padding}
@@ -79,7 +80,7 @@ export function batchRecord(batch, layout) {
 export async function sheetPng(batch, layout = {}) {
   const l = fixedLayout(layout, batch.params.n);
   const [n, h, w, c] = batch.spriteShape;
-  const sheet = makeSheet(batch.sprites, batch.spriteShape, { ...l, fill: new Uint8Array(c) });
+  const sheet = makeSheet(batch.sprites, batch.spriteShape, { ...l, fill: sheetFill(batch.params.background, c) });
   const record = batchRecord(batch, l);
   const { format, ...rest } = record;
   return encodePng(sheet, { [contract.record.chunk_key]: pyJson({ format, ...rest }) });
