@@ -16,7 +16,7 @@ app = make_app("Export the course's ContextUnet checkpoint to ONNX, validated ag
 def export(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="checkpoint .pth (course state_dict or ddpm-edge)"),
     onnx_in: Optional[Path] = typer.Option(None, "--onnx", help="start from this exported unet.onnx instead of --weights "
-                                                                "(for --fp16, --trt, --gpu-loop)"),
+                                                                "(for --fp16, --int8, --trt, --gpu-loop)"),
     out: Path = typer.Option(Path("unet.onnx"), "--out", "-o", help="ONNX file to write"),
     shortcut: str = typer.Option("seed:0", help="course checkpoints: freeze init_conv's random shortcut as "
                                                 "seed:N (= course forward after torch.manual_seed(N)) or zero"),
@@ -25,6 +25,13 @@ def export(
                                                    "default dynamic"),
     fp16: bool = typer.Option(False, "--fp16", help="write an fp16 ONNX (norms fp32, float32 I/O) to --out, gated: "
                                                    "DDIM-25 PSNR >= 35 dB against fp32 or nothing is written"),
+    int8: bool = typer.Option(False, "--int8", help="write an int8 model to --out: .onnx (onnxruntime QDQ) or .xml "
+                                                   "(OpenVINO IR via NNCF), calibrated on sampling trajectories; "
+                                                   "sensitive layers stay float"),
+    gate: Optional[str] = typer.Option(None, "--gate", help="--int8 quality gate: the solver config at which the "
+                                                         "yardstick must find int8 equal to fp32 (default "
+                                                         "dpmpp-2m-sde:10:guidance=2), or none"),
+    gate_n: Optional[int] = typer.Option(None, "--gate-n", help="--int8 quality gate: sprites per seed (default 500)"),
     trt: Optional[Path] = typer.Option(None, "--trt", help="also build a TensorRT engine (.plan + .plan.json sidecar) "
                                                           "from the ONNX; needs tensorrt and an NVIDIA GPU"),
     batch: str = typer.Option("1:16:256", "--batch", help="TensorRT batch profile MIN:OPT:MAX"),
@@ -42,7 +49,7 @@ def export(
     from .pipeline import run_export
 
     run_export(weights, onnx_in, out, shortcut=shortcut, fixed_batch=fixed_batch, fp16=fp16, trt=trt, batch=batch, workspace_mib=workspace_mib,
-               gpu_loop=gpu_loop, loop_guidance=loop_guidance,
+               gpu_loop=gpu_loop, loop_guidance=loop_guidance, int8=int8, gate=gate, gate_n=gate_n,
                log=(lambda m: None) if quiet else (lambda m: typer.echo(m, err=True)))
 
 

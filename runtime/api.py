@@ -21,6 +21,7 @@ import os
 import threading
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,12 +31,13 @@ from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
 from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
 from .files import sha256_file
+from .gate import GateConfig, check as check_gate, needs_gate
 from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
 from .params import GenerationParams, check_context_list
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
-from .sampling import DEFAULT_RNG, Progress, guided, make_noise, sample
+from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
@@ -93,12 +95,25 @@ class SpriteGenerator:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto",
              max_batch: int | None = None, io_binding: bool = False, cuda_graph: bool = False,
-             gpu_loop: bool = False) -> "SpriteGenerator":
+             gpu_loop: bool = False, backend: str = "auto", precision: str | None = None) -> "SpriteGenerator":
+        """backend: auto|onnxruntime|openvino|tensorrt; precision: fp32|bf16|int8|fp16 or None (what the
+        file holds). See runtime/backends/__init__.py."""
         if io_binding or cuda_graph or gpu_loop:  # ONNX Runtime with device buffers (runtime/backends/ort_cuda.py)
+            if backend not in ("auto", "onnxruntime") or precision not in (None, "fp32", "fp16"):
+                raise DdpmEdgeError("--io-binding, --cuda-graph and --gpu-loop run on onnxruntime only, at the "
+                                    "precision of the file; drop --backend/--precision or these options")
             from .backends.ort_cuda import load_gpu_backend
             return cls(load_gpu_backend(path, device=device, io_binding=io_binding, cuda_graph=cuda_graph,
                                         gpu_loop=gpu_loop, max_batch=max_batch))
-        return cls(load_unet(path, device=device, max_batch=max_batch))
+        return cls(load_unet(path, device=device, max_batch=max_batch, backend=backend, precision=precision))
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.unet, "backend", "onnxruntime")
+
+    @property
+    def precision(self) -> str:
+        return getattr(self.unet, "precision", self.spec.precision)
 
     @property
     def model_sha256(self) -> str:
@@ -122,11 +137,12 @@ class SpriteGenerator:
         if loop is not None:
             check_gpu_loop(step_sampler.name)
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
-                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
-                            guidance=float(guidance), progress_every=getattr(progress, "every", None))
+                return check_finite(loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
+                                         guidance=float(guidance), progress_every=getattr(progress, "every", None)))
         unet = guided(self.unet, float(guidance))
         with self._lock:
-            return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
+            return check_finite(sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise,
+                                       progress=progress))
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
                  steps: int | None = None, guidance: float = 0.0, background: str | None = None,
@@ -238,7 +254,8 @@ def check_gpu_loop(sampler: str) -> None:
 
 
 def render(targets: Targets, engine: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
-           progress: Progress | None = None, load_options: dict | None = None, **settings) -> Batch:
+           progress: Progress | None = None, load_options: dict | None = None,
+           log: Callable[[str], None] | None = None, **settings) -> Batch:
     """The whole of `ddpm-run`: check every output can be written, load the model, generate, write.
 
     settings: GenerationParams and SheetLayout fields; None (or absent) means "not given". With a
@@ -266,6 +283,10 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
+    if needs_gate(generator.unet):   # bf16/int8 run only once the yardstick found them equal to fp32
+        r = params.resolved(generator.spec.T)
+        check_gate(generator.unet, GateConfig(r.sampler, r.steps, r.guidance, r.eta, r.spacing),
+                   log=log or (lambda message: None))
     spec = generator.spec   # every size is checked before sampling (an animation's frame count: at most)
     layout.check_size(params.n, spec.height, spec.width,
                       frames=AUTO_FRAMES + 1 if targets.animation and not targets.frames_every else 0)

@@ -16,6 +16,26 @@ from .solvers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPA
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
 
+class AtlasFormat(str, Enum):
+    hash = "hash"
+    array = "array"
+    godot = "godot"
+
+
+class BackendName(str, Enum):
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+
+
+class PrecisionName(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)    # the solver registry
 SpacingName = Enum("SpacingName", {name: name for name in SPACINGS}, type=str)
 SAMPLER_CHOICES = "; ".join(f"{name}: {SAMPLER_HELP[name]} "
@@ -55,7 +75,12 @@ def run(
                                                   "that replaces it (white, #RRGGBB)"),
     tolerance: Optional[int] = typer.Option(None, help="background keying: per-channel distance 0-255 from the "
                                                        f"border colour still counted as background (default {DEFAULT_TOLERANCE})"),
-    atlas: bool = typer.Option(False, "--atlas", help="also write a TexturePacker JSON (hash) atlas beside the sheet"),
+    atlas: bool = typer.Option(False, "--atlas", help="also write an atlas beside the sheet (--atlas-format, "
+                                                      "default a TexturePacker JSON hash)"),
+    atlas_format: Optional[AtlasFormat] = typer.Option(None, "--atlas-format",
+                                                       help="hash or array: TexturePacker JSON (sheet.json); godot: "
+                                                            "Godot 4 SpriteFrames sheet.tres + an AtlasTexture per "
+                                                            "sprite in sheet/ (implies --atlas)"),
     each: Optional[Path] = typer.Option(None, "--each", help="also write one PNG per sprite into this folder"),
     gif: Optional[Path] = typer.Option(None, "--gif", help="also write the denoising as an animation: .gif, "
                                                             "or .png/.apng for APNG"),
@@ -64,6 +89,10 @@ def run(
     from_png: Optional[Path] = typer.Option(None, "--from", help="regenerate a PNG written by ddpm-run from the "
                                                                   "parameters it records; other options override them"),
     device: Device = typer.Option(Device.auto, help="ONNX Runtime device: auto (CUDA if available), cpu, cuda"),
+    backend: BackendName = typer.Option(BackendName.auto, help="auto (by file: .onnx onnxruntime, .xml openvino, "
+                                                               ".plan tensorrt), onnxruntime, openvino, tensorrt"),
+    precision: Optional[PrecisionName] = typer.Option(None, help="fp32, bf16 (openvino), int8 (an int8 model), fp16 "
+                                                                 "(default: what the model file holds)"),
     max_batch: Optional[int] = typer.Option(None, help="split UNet calls into batches of at most this many"),
     io_binding: bool = typer.Option(False, "--io-binding", help="ONNX Runtime: bind inputs/outputs to buffers "
                                                                "allocated once on the device"),
@@ -77,12 +106,16 @@ def run(
     """Generate N sprites and write them as a sprite sheet PNG (or raw samples as .npy), optionally with
     a TexturePacker atlas, one PNG per sprite and a denoising animation. Every PNG records its
     parameters; `--from sheet.png` regenerates it byte for byte."""
-    targets = Targets(sheet=out, atlas=atlas, each=each, animation=gif, frames_every=gif_every, frame_ms=gif_ms)
+    targets = Targets(sheet=out, atlas=atlas or atlas_format is not None, each=each, animation=gif,
+                      frames_every=gif_every, frame_ms=gif_ms,
+                      atlas_format=atlas_format.value if atlas_format else "hash")
     update, close = progress_bar("sampling", enabled=not quiet)
     try:
         batch = render(targets, engine=engine, source=from_png, progress=update,
+                       log=None if quiet else (lambda message: typer.echo(message, err=True)),
                        load_options=dict(device=device.value, max_batch=max_batch, io_binding=io_binding,
-                                         cuda_graph=cuda_graph, gpu_loop=gpu_loop),
+                                         cuda_graph=cuda_graph, gpu_loop=gpu_loop, backend=backend.value,
+                                         precision=precision.value if precision else None),
                        n=n, sampler=sampler.value if sampler else None, steps=steps, seed=seed, context=context,
                        eta=eta, spacing=spacing.value if spacing else None, rng=rng.value if rng else None,
                        guidance=guidance, background=background, tolerance=tolerance,

@@ -1,6 +1,6 @@
 // The static page. Settings come from ddpm-run's defaults (contract.json), then a sheet's record (a dropped
 // PNG, or ?from=URL), then the URL query, with ddpm-run's names: n, seed, context, sampler, steps, guidance,
-// eta, spacing, background, tolerance, cols, scale, padding; plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
+// eta, spacing, background, tolerance, cols, scale, padding, atlas-format (hash|array); plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
 // The denoising is drawn live; the sheet PNG (with its ddpm-edge record) and the atlas are offered for
 // download. When a run ends: window.ddpmEdge = {done, sheetPng (data URL), atlas, error, timings, params}.
 import { SpriteGenerator, batchAtlas, contract, hasWebGpu, loadUnet, sheetPng, toUint8 } from "./src/index.js";
@@ -150,7 +150,7 @@ async function run() {
     const generateMs = performance.now() - t0;
     const name = `sprites-${batch.params.context ?? "none"}-${batch.params.seed}`;
     const png = await sheetPng(batch, layout);
-    const atlas = batchAtlas(batch, layout, `${name}.png`);
+    const atlas = batchAtlas(batch, layout, `${name}.png`, query.get("atlas-format") || "hash");
     const sheetUrl = dataUrl(png, "image/png");
     const atlasUrl = URL.createObjectURL(new Blob([JSON.stringify(atlas, null, 2) + "\n"], { type: "application/json" }));
     const link = (href, file, text) => Object.assign(document.createElement("a"), { href, download: file, textContent: text });

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import INPUT_NAMES, OUTPUT_NAMES, ModelSpec, run_chunked
+from ..contract import OUTPUT_NAMES, ModelSpec, run_chunked
 from ..errors import DdpmEdgeError, MissingDependency
 from ..files import HashedFile
 from ..limits import MAX_FIXED_BATCH, check_limit
+from .common import batch_limit, check_unet_io, graph_precision, onnx_summary, spec_from, static_dim
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -41,8 +42,7 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _static(dim) -> int | None:
-    return dim if isinstance(dim, int) and dim > 0 else None
+_static = static_dim
 
 
 def open_session(model: str | os.PathLike | bytes, providers: list, label: str | os.PathLike,
@@ -64,11 +64,7 @@ def session_spec(session) -> ModelSpec:
     """The model's ModelSpec from its metadata; shapes it lacks are read off the x [N,C,H,W] and
     c [N,n_cfeat] inputs, the rest are the course defaults."""
     shapes = {i.name: i.shape for i in session.get_inputs()}
-    x_shape, c_shape = shapes.get("x", []), shapes.get("c", [])
-    fallback = {k: v for k, v in zip(("channels", "height", "width"), map(_static, x_shape[1:4])) if v}
-    if len(c_shape) == 2 and _static(c_shape[1]):
-        fallback["n_cfeat"] = c_shape[1]
-    return ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, **fallback)
+    return spec_from(session.get_modelmeta().custom_metadata_map, shapes.get("x", []), shapes.get("c", []))
 
 
 def check_graph_contract(path: Path, spec: ModelSpec, inputs: dict, outputs: dict) -> None:
@@ -88,8 +84,14 @@ def check_graph_contract(path: Path, spec: ModelSpec, inputs: dict, outputs: dic
 
 
 class OnnxUnet(HashedFile):
+    """`.precision` is read off the graph: int8 when it holds QDQ/QLinear nodes, else its metadata's
+    fp32/fp16. ONNX Runtime runs a graph at the precision it was exported in; `precision`, when given,
+    must be that one."""
+
+    backend = "onnxruntime"
+
     def __init__(self, path: str | os.PathLike, device: str = "auto", max_batch: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise DdpmEdgeError(f"model file not found: {self.path}")
@@ -99,24 +101,21 @@ class OnnxUnet(HashedFile):
         self.providers = self.session.get_providers()
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
-        if set(inputs) != set(INPUT_NAMES) or OUTPUT_NAMES[0] not in outputs:
-            raise DdpmEdgeError(f"{self.path} is not a ddpm UNet: needs inputs x, t, c and output eps, "
-                                f"has inputs {sorted(inputs)} and outputs {outputs}")
-        for name in INPUT_NAMES:
-            if inputs[name].type != "tensor(float)":
-                raise DdpmEdgeError(f"{self.path}: input {name} is {inputs[name].type}, expected tensor(float)")
-        x_shape, c_shape = inputs["x"].shape, inputs["c"].shape
-        if len(x_shape) != 4 or len(c_shape) != 2:
-            raise DdpmEdgeError(f"{self.path}: x must be rank 4 and c rank 2, got {x_shape} and {c_shape}")
+        check_unet_io(self.path, {k: (i.type == "tensor(float)", i.shape) for k, i in inputs.items()}, outputs)
+        x_shape = inputs["x"].shape
         self.spec = session_spec(self.session)
         check_graph_contract(self.path, self.spec, inputs, {o.name: o for o in self.session.get_outputs()})
+        self.precision = graph_precision(*onnx_summary(self.path))
+        if precision is not None and precision != self.precision:
+            hint = {"bf16": "; bf16 runs on --backend openvino",
+                    "int8": "; make an int8 model with ddpm-export --onnx unet.onnx --int8 -o unet_int8.onnx"}
+            raise DdpmEdgeError(f"{self.path.name} is {self.precision}; onnxruntime runs it only at "
+                                f"{self.precision}, not {precision}{hint.get(precision, '')}")
         fixed = _static(x_shape[0])
         if fixed is not None:
             check_limit(f"{self.path.name}: its fixed batch", fixed, MAX_FIXED_BATCH, "export it with a dynamic batch")
-        if max_batch is not None and max_batch < 1:
-            raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")
         self.fixed_batch = fixed
-        self.max_batch = fixed or max_batch
+        self.max_batch = batch_limit(fixed, max_batch)
 
     def _run(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
         try:

@@ -57,6 +57,12 @@ def _session(model, providers, cuda_graph: bool, label):
 class OrtIoUnet(HashedFile):
     """eps = unet(x, t, c) through IO binding (and optionally CUDA graphs), one buffer set per batch size."""
 
+    backend = "onnxruntime"
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision   # fp32 or fp16 (from the metadata)
+
     def __init__(self, path: str | os.PathLike, device: str = "auto", cuda_graph: bool = False,
                  max_batch: int | None = None):
         self.ort = _import_ort()
@@ -122,8 +128,9 @@ def step_table(sampler) -> tuple[np.ndarray, list[int]]:
             s = np.sqrt(beta[i]) if sampler.needs_noise(i) else 0.0
             row = (1.0 / np.sqrt(alpha[i]), (1.0 - alpha[i]) / np.sqrt(1.0 - ab[i]), 0.0, s)
         elif sampler.name == "ddim":
-            prev = sampler.prev(i)
-            row = (np.sqrt(ab[prev]) / np.sqrt(ab[i]), np.sqrt(1.0 - ab[i]), np.sqrt(1.0 - ab[prev]), 0.0)
+            prev, sigma = sampler.prev(i), sampler.sigma(i)      # σ = 0 unless η > 0 (solvers/ddim.py)
+            row = (np.sqrt(ab[prev]) / np.sqrt(ab[i]), np.sqrt(1.0 - ab[i]),
+                   np.sqrt(max(1.0 - ab[prev] - sigma ** 2, 0.0)), sigma)
         else:
             raise DdpmEdgeError(f"the device loop has no step for sampler {sampler.name!r}")
         if sampler.needs_noise(i):
@@ -135,6 +142,12 @@ def step_table(sampler) -> tuple[np.ndarray, list[int]]:
 class OrtLoop(HashedFile):
     """The fused loop model run on the device; `sample_loop` replaces `sample()` for it.
     `unet`: the plain UNet ModelProto it was fused from, if any (to fuse the guided graph on demand)."""
+
+    backend = "onnxruntime"
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision   # fp32 or fp16 (from the metadata)
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", cuda_graph: bool = False,
                  path: str | os.PathLike | None = None, unet=None):

@@ -145,6 +145,8 @@ def check_sidecar(meta: dict, plan: Path, trt_version: str, gpu: dict) -> None:
 
 
 class TensorRTUnet:
+    backend = "tensorrt"
+
     def __init__(self, path: str | os.PathLike, max_batch: int | None = None):
         self.path = Path(path)
         trt = self.trt = import_tensorrt(f"{self.path.name}: TensorRT engines")
@@ -154,6 +156,7 @@ class TensorRTUnet:
         meta = read_sidecar(self.path)
         check_sidecar(meta, self.path, trt.__version__, gpu_info(cudart))
         self.meta, self.spec = meta, meta["spec"]
+        self.precision = str(meta.get("precision") or self.spec.precision)
         self.min_batch, _, self.profile_max = meta["batch"]
         if max_batch is not None and max_batch < 1:
             raise DdpmEdgeError(f"max batch must be >= 1, got {max_batch}")

@@ -19,6 +19,7 @@ import numpy as np
 from ddpm_edge.runtime import __version__, solvers
 from ddpm_edge.runtime.api import AUTO_FRAMES
 from ddpm_edge.runtime.assets import records
+from ddpm_edge.runtime.assets.atlas import frame_names, texturepacker_array
 from ddpm_edge.runtime.assets.background import apply_background, background_mask
 from ddpm_edge.runtime.assets.images import to_uint8
 from ddpm_edge.runtime.assets.outputs import Batch, SheetLayout, atlas_dict, sprite_names
@@ -158,7 +159,8 @@ def golden() -> dict:
     layout = SheetLayout(cols=3, scale=2, padding=1)
     names = sprite_names(["food"] * 4 + ["sprite", "mix"])
     out["atlas"] = {"names": names, "layout": layout.as_dict(), "size": [16, 16],
-                    "atlas": atlas_dict(names, (16, 16), layout, "food.png", 3, __version__)}
+                    "atlas": atlas_dict(frame_names("food", names), (16, 16), layout, "food.png", 3, __version__),
+                    "array": texturepacker_array(names, (16, 16), layout, "food.png", 4, __version__)}
     out["background"] = background_golden()
     params = GenerationParams(n=6, sampler="dpmpp-2m-sde", steps=10, seed=7, context="food", guidance=2.0,
                               spacing="logsnr", rng="philox")

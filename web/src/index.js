@@ -7,7 +7,7 @@ export { PhiloxNoise, philox4x32, philoxNormal, uniform } from "./rng.js";
 export { Schedule, ddimTimesteps, ddpmTimesteps } from "./schedule.js";
 export { DEFAULT_STEPS, SAMPLERS, makeSampler } from "./solvers/index.js";
 export { Cancelled, InjectedNoise, guided, sample, toUint8 } from "./sampling.js";
-export { atlasDict, batchAtlas, batchRecord, fixedLayout, pyJson, sheetPng, spriteNames } from "./assets/outputs.js";
+export { atlasArray, atlasDict, frameNames, batchAtlas, batchRecord, fixedLayout, pyJson, sheetPng, spriteNames } from "./assets/outputs.js";
 export { makeSheet, sheetGeometry } from "./assets/images.js";
 export { encodePng } from "./assets/png.js";
 export { applyBackground, backgroundMask, parseBackground, sheetFill } from "./assets/background.js";

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { inflateSync } from "node:zlib";
 import { test } from "node:test";
 
-import { atlasDict, pyJson, spriteNames, fixedLayout } from "../src/assets/outputs.js";
+import { atlasArray, atlasDict, frameNames, pyJson, spriteNames, fixedLayout } from "../src/assets/outputs.js";
 import { makeSheet, sheetGeometry } from "../src/assets/images.js";
 import { crc32, encodePng } from "../src/assets/png.js";
 import { contract, parseContext, specFromMetadata } from "../src/contract.js";
@@ -15,7 +15,8 @@ const golden = JSON.parse(readFileSync(new URL("./golden.json", import.meta.url)
 test("sprite names and atlas equal Python's", () => {
   const g = golden.atlas;
   assert.deepEqual(spriteNames(["food", "food", "food", "food", "sprite", "mix"]), g.names);
-  assert.deepEqual(atlasDict(g.names, g.size, g.layout, "food.png", 3, contract.version), g.atlas);
+  assert.deepEqual(atlasDict(frameNames("food", g.names), g.size, g.layout, "food.png", 3, contract.version), g.atlas);
+  assert.deepEqual(atlasArray(g.names, g.size, g.layout, "food.png", 4, contract.version), g.array);
 });
 
 test("layout defaults, fixed columns and refusals", () => {

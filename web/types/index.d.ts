@@ -68,13 +68,16 @@ export function resolveParams(given: GenerationParams, T: number): ResolvedParam
 export interface SheetLayout { cols?: number | null; scale?: number; padding?: number }
 export interface Atlas {
   frames: Record<string, { frame: { x: number; y: number; w: number; h: number }; rotated: false; trimmed: false;
-    spriteSourceSize: { x: number; y: number; w: number; h: number }; sourceSize: { w: number; h: number } }>;
+    spriteSourceSize: { x: number; y: number; w: number; h: number }; sourceSize: { w: number; h: number };
+    pivot: { x: number; y: number } }>;
   meta: { app: string; version: string; image: string; format: string; size: { w: number; h: number }; scale: string };
 }
 /** The sheet PNG with its ddpm-edge record (ddpm-run --from reproduces it). */
 export function sheetPng(batch: Batch, layout?: SheetLayout): Promise<Uint8Array>;
 /** TexturePacker "JSON (hash)" atlas of the sheet (Phaser: this.load.atlas(key, imageName, atlas)). */
-export function batchAtlas(batch: Batch, layout?: SheetLayout, imageName?: string): Atlas;
+export function batchAtlas(batch: Batch, layout?: SheetLayout, imageName?: string, format?: "hash" | "array"): Atlas | AtlasArray;
+export interface AtlasArray { frames: (Atlas["frames"][string] & { filename: string })[]; meta: Atlas["meta"] }
+export function frameNames(sheetStem: string, names: string[]): string[];
 export function batchRecord(batch: Batch, layout?: SheetLayout): Record<string, unknown>;
 export function atlasDict(names: string[], size: [number, number], layout: Required<SheetLayout>, imageName: string,
   channels?: number, appVersion?: string): Atlas;
