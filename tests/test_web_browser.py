@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ddpm_edge.runtime.assets.records import read_record
 from ddpm_edge.runtime.cli import app
+from ddpm_edge.runtime.files import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -128,3 +129,23 @@ def test_web_bench_runs_and_writes_its_table(tmp_path):
     assert rows == ["chromium wasm 1 thread", "chromium wasm 2 threads", "python ORT 1 thread", "python ORT 2 threads"]
     data = json.loads(out.with_suffix(".json").read_text())
     assert all(len(calls) == 2 for calls in data["calls_ms"].values())     # one call per step, warm-up excluded
+
+
+def test_page_runs_a_model_the_user_picks(tmp_path):
+    """A user's own .onnx (here the tiny record-fixture model) picked in the page's file input: the sheet
+    follows ddpm-run --engine on that model within 2/255 and records the model's name and sha256."""
+    model = ROOT / "tests" / "data" / "records_v1" / "tiny.onnx"
+    params = {"n": 4, "seed": 5, "context": "spell", "sampler": "unipc", "steps": 6, "guidance": 1}
+    web_page.vendor()
+    with web_page.serve() as url:
+        [picked] = web_page.drive([f"{url}?{query(params)}&ep=wasm@@{model}"])
+    assert picked["error"] is None, picked["error"]
+    browser = tmp_path / "browser.png"
+    browser.write_bytes(web_page.png_bytes(picked["sheetPng"]))
+    record = read_record(browser)
+    assert record["model"] == "tiny.onnx" and record["model_sha256"] == sha256_file(model)
+    python = tmp_path / "python.png"
+    args = [a for k, v in params.items() for a in ((f"--{k}" if k != "n" else "-n"), v)]
+    ddpm_run("--engine", model, *args, "--rng", "philox", "--out", python, "-q")
+    a, b = pixels(browser), pixels(python)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 2
