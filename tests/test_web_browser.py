@@ -149,3 +149,32 @@ def test_page_runs_a_model_the_user_picks(tmp_path):
     ddpm_run("--engine", model, *args, "--rng", "philox", "--out", python, "-q")
     a, b = pixels(browser), pixels(python)
     assert a.shape == b.shape and np.abs(a - b).max() <= 2
+
+
+def test_phaser_loads_the_browser_sheet_and_atlas(pages):
+    """The acceptance check: Phaser 3 (this.load.atlas) takes the page's sheet and atlas and cuts every frame
+    where the sheet has it (pixels read back through Phaser's texture manager)."""
+    good = pages[1]                                   # the transparent SDE sheet: RGBA, alpha must survive
+    folder = web_page.WEB / "models"
+    folder.mkdir(exist_ok=True)
+    image = good["atlas"]["meta"]["image"]
+    sheet, atlas = folder / image, folder / image.replace(".png", ".json")
+    try:
+        sheet.write_bytes(web_page.png_bytes(good["sheetPng"]))
+        atlas.write_text(json.dumps(good["atlas"]))
+        with web_page.serve() as url:
+            [result] = web_page.drive([f"{url}test/browser/phaser.html?sheet=/models/{sheet.name}&atlas=/models/{atlas.name}"])
+        assert result["error"] is None, result["error"]
+        frames = result["phaser"]["frames"]
+        assert set(frames) == set(good["atlas"]["frames"]) and len(frames) == 16
+        rgba = np.asarray(Image.open(sheet))
+        assert result["phaser"]["source"] == [rgba.shape[1], rgba.shape[0]]
+        for name, f in frames.items():
+            want = good["atlas"]["frames"][name]["frame"]
+            assert (f["x"], f["y"], f["w"], f["h"]) == (want["x"], want["y"], want["w"], want["h"])
+            corners = [(0, 0), (f["w"] // 2, f["h"] // 2), (f["w"] - 1, f["h"] - 1)]
+            assert f["pixels"] == [rgba[f["y"] + y, f["x"] + x].tolist() for x, y in corners], name
+        assert any(p[3] == 0 for f in frames.values() for p in f["pixels"])      # keyed background seen as alpha 0
+    finally:
+        sheet.unlink(missing_ok=True)
+        atlas.unlink(missing_ok=True)
