@@ -70,6 +70,7 @@ def test_browser_sheet_matches_ddpm_run_and_from_reproduces_it(pages, tmp_path, 
     assert a.shape == b.shape == (256, 256, 4 if params.get("background") == "transparent" else 3)
     assert np.abs(a - b).max() <= 2
     assert a.std() > 20                                           # sprites, not a blank sheet
+    assert good["timings"]["previewFrames"] == good["timings"]["unetCalls"] == params["steps"]   # drawn live
 
     again = tmp_path / "again.png"
     ddpm_run("--from", browser, "--out", again, "-q")            # the shipped model, found by its sha256

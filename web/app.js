@@ -1,6 +1,7 @@
 // The static page. Settings come from ddpm-run's defaults (contract.json), then a sheet's record (a dropped
 // PNG, or ?from=URL), then the URL query, with ddpm-run's names: n, seed, context, sampler, steps, guidance,
-// eta, spacing, background, tolerance, cols, scale, padding, atlas-format (hash|array); plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
+// eta, spacing, background, tolerance, cols, scale, padding, atlas-format (hash|array); plus model=URL,
+// ep=auto|wasm|webgpu, threads=N, proxy=0 (inference on the page's thread, not a worker), autorun=1.
 // The denoising is drawn live; the sheet PNG (with its ddpm-edge record) and the atlas are offered for
 // download. When a run ends: window.ddpmEdge = {done, sheetPng (data URL), atlas, error, timings, params}.
 import { SpriteGenerator, batchAtlas, contract, hasWebGpu, loadUnet, sheetPng, toUint8 } from "./src/index.js";
@@ -36,6 +37,7 @@ async function loadGenerator() {
   const ep = wanted === "auto" ? ((await hasWebGpu()) ? "webgpu" : "wasm") : wanted;
   const ort = await (ep === "webgpu" ? import("onnxruntime-web/webgpu") : import("onnxruntime-web/wasm"));
   const threads = Number(query.get("threads")) || (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
+  ort.env.wasm.proxy = query.get("proxy") !== "0";     // inference in a worker: the page stays responsive
   const t0 = performance.now();
   const unet = await loadUnet(modelSource, { ort, executionProvider: ep, numThreads: threads, name: modelName });
   const timed = Object.assign(async (...args) => {
@@ -140,10 +142,12 @@ async function run() {
     const shape = [params.n, spec.channels, spec.height, spec.width];
     generator.unet.calls = [];
     const t0 = performance.now();
+    let previewFrames = 0;
     const batch = await generator.generateBatch(params, {
       progress: async (done, total, x) => {
         status(`step ${done} / ${total}`);
         drawPreview(x, shape);
+        previewFrames++;
         await new Promise((resolve) => setTimeout(resolve, 0));     // let the page paint
       },
     });
@@ -156,7 +160,7 @@ async function run() {
     const link = (href, file, text) => Object.assign(document.createElement("a"), { href, download: file, textContent: text });
     $("downloads").replaceChildren(link(sheetUrl, `${name}.png`, "download sheet PNG"), link(atlasUrl, `${name}.json`, "download atlas JSON"));
     const calls = generator.unet.calls;
-    const timings = { loadMs: generator.loadMs, generateMs, unetCalls: calls.length, calls,
+    const timings = { loadMs: generator.loadMs, generateMs, unetCalls: calls.length, calls, previewFrames,
       medianCallMs: calls.slice().sort((a, b) => a - b)[calls.length >> 1],
       threads: generator.unet.numThreads, executionProvider: generator.unet.executionProvider };
     status(`${batch.params.n} sprites, ${batch.params.sampler} ${batch.params.steps} steps, seed ${batch.params.seed}: ${(generateMs / 1000).toFixed(1)} s`);
