@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     params = GenerationParams(n=args.n, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                               context=args.context, seed=args.seed, rng="philox")
     query = (f"n={args.n}&sampler={args.sampler}&steps={args.steps}&guidance={args.guidance:g}"
-             f"&context={args.context}&seed={args.seed}&ep=wasm&autorun=1")
+             f"&context={args.context}&seed={args.seed}&ep=wasm&proxy=0&autorun=1")   # inference on the page thread
     configs = ["chromium wasm 1 thread", "chromium wasm 2 threads", "python ORT 1 thread", "python ORT 2 threads"]
     calls = {name: [] for name in configs}
     e2e = {name: [] for name in configs}
