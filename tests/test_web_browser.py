@@ -179,3 +179,12 @@ def test_phaser_loads_the_browser_sheet_and_atlas(pages):
     finally:
         sheet.unlink(missing_ok=True)
         atlas.unlink(missing_ok=True)
+
+
+def test_page_works_from_a_plain_static_host():
+    """No cross-origin isolation headers (python -m http.server, GitHub Pages): one wasm thread, same page."""
+    web_page.vendor()
+    with web_page.serve(isolated=False) as url:
+        [plain] = web_page.drive([f"{url}?n=2&seed=1&context=food&sampler=unipc&steps=3&guidance=2&autorun=1"])
+    assert plain["error"] is None and plain["sheetPng"] and plain["crossOriginIsolated"] is False
+    assert plain["timings"]["threads"] == 1 and plain["timings"]["executionProvider"] == "wasm"
