@@ -277,7 +277,11 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
             given.setdefault(name, default)   # the recorded ones belong to the recorded sampler
     params = replace(params, **{k: v for k, v in given.items() if k in param_names})
     layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
-    options = load_options or {}
+    options = dict(load_options or {})
+    if record and options.get("backend", "auto") == "auto" and options.get("precision") is None \
+            and record.get("backend") in ("onnxruntime", "openvino", "tensorrt"):
+        # the recorded engine, unless the caller chose one: a bf16 sheet regenerates on OpenVINO bf16
+        options.update(backend=record["backend"], precision=record.get("precision") or None)
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record

@@ -116,7 +116,7 @@ def run(
         p = batch.params
         solver = p.sampler + (f" eta {p.eta:g}" if p.eta else "") + (f" {p.spacing}" if p.spacing != "uniform" else "")
         typer.echo(f"wrote {written} ({p.n} sprites, {solver} {p.steps} steps, seed {p.seed}, "
-                   f"model {Path(batch.model_path).name})", err=True)
+                   f"model {Path(batch.model_path).name}, {batch.backend} {batch.precision})", err=True)
 
 
 def main() -> None:

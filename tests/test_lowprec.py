@@ -243,3 +243,6 @@ def test_ddpm_run_bad_choices_and_gated_first_use(tmp_path, cache):
     result = cli("ddpm-run", "--precision", "bf16", "--sampler", "ddim", "--steps", 3, "-n", 2, "-o", out, "-q",
                  env={"DDPM_EDGE_CACHE": str(cache / "cache")})
     assert result.returncode == 0 and out.is_file(), result.stderr
+    again = tmp_path / "again.png"   # the record names openvino bf16: --from regenerates on it, same bytes
+    result = cli("ddpm-run", "--from", out, "-o", again, "-q", env={"DDPM_EDGE_CACHE": str(cache / "cache")})
+    assert result.returncode == 0 and again.read_bytes() == out.read_bytes(), result.stderr
