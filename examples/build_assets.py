@@ -3,7 +3,7 @@
 For every class the model knows (hero, non-hero, food, spell, side-facing for the course model):
 
     OUT/<class>.png    a sprite sheet, background keyed out to transparency
-    OUT/<class>.json   its TexturePacker JSON (hash) atlas: frames <class>_000, <class>_001, …
+    OUT/<class>.json   its TexturePacker JSON (hash) atlas: frames <class>/<class>_000, <class>/<class>_001, …
     OUT/<class>/       one PNG per sprite
     OUT/preview.gif    the denoising of the first class, as an animation
 

@@ -37,7 +37,7 @@ from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_out
 from .params import GenerationParams, check_context_list
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
-from .sampling import DEFAULT_RNG, Progress, guided, make_noise, sample
+from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
 
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
@@ -137,11 +137,12 @@ class SpriteGenerator:
         if loop is not None:
             check_gpu_loop(step_sampler.name)
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
-                return loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
-                            guidance=float(guidance), progress_every=getattr(progress, "every", None))
+                return check_finite(loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
+                                         guidance=float(guidance), progress_every=getattr(progress, "every", None)))
         unet = guided(self.unet, float(guidance))
         with self._lock:
-            return sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise, progress=progress)
+            return check_finite(sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise,
+                                       progress=progress))
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
                  steps: int | None = None, guidance: float = 0.0, background: str | None = None,

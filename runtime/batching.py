@@ -61,15 +61,11 @@ class ShuttingDown(DdpmEdgeError):
 
 def make_trajectory(generator: SpriteGenerator, params: GenerationParams) -> sampling.Trajectory:
     """The trajectory `generator.generate_raw` runs for resolved `params`: its solver (a fresh
-    instance), context rows, noise stream and guidance. Options the params may carry (eta, spacing,
-    rng) are passed on when present."""
+    instance: multistep solvers keep history), context rows, noise stream (params.rng) and guidance."""
     spec = generator.spec
-    solver_options = {k: getattr(params, k) for k in ("eta", "spacing") if hasattr(params, k)}
-    solver = make_sampler(params.sampler, spec.schedule, params.steps, **solver_options)
+    solver = make_sampler(params.sampler, spec.schedule, params.steps, eta=params.eta, spacing=params.spacing)
     context = parse_context(spec, params.context, params.n, params.seed)
-    make_noise = getattr(sampling, "make_noise", None)
-    noise = (make_noise(params.rng, params.seed) if make_noise is not None and hasattr(params, "rng")
-             else sampling.SeededNoise(params.seed))
+    noise = sampling.make_noise(params.rng, params.seed)
     return sampling.Trajectory(solver, (params.n, *spec.sample_shape), context, noise, params.guidance)
 
 
@@ -79,7 +75,8 @@ def make_batch(generator: SpriteGenerator, params: GenerationParams, samples: np
     sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
     return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(generator.context_labels(params))),
                  params=params, model_sha256=generator.model_sha256, model_path=generator.model_path,
-                 version=__version__)
+                 version=__version__, backend=getattr(generator.unet, "backend", "onnxruntime"),
+                 precision=getattr(generator.unet, "precision", "fp32"))
 
 
 class Job:

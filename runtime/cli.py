@@ -16,6 +16,12 @@ from .solvers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPA
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
 
+class AtlasFormat(str, Enum):
+    hash = "hash"
+    array = "array"
+    godot = "godot"
+
+
 class BackendName(str, Enum):
     auto = "auto"
     onnxruntime = "onnxruntime"
@@ -69,7 +75,12 @@ def run(
                                                   "that replaces it (white, #RRGGBB)"),
     tolerance: Optional[int] = typer.Option(None, help="background keying: per-channel distance 0-255 from the "
                                                        f"border colour still counted as background (default {DEFAULT_TOLERANCE})"),
-    atlas: bool = typer.Option(False, "--atlas", help="also write a TexturePacker JSON (hash) atlas beside the sheet"),
+    atlas: bool = typer.Option(False, "--atlas", help="also write an atlas beside the sheet (--atlas-format, "
+                                                      "default a TexturePacker JSON hash)"),
+    atlas_format: Optional[AtlasFormat] = typer.Option(None, "--atlas-format",
+                                                       help="hash or array: TexturePacker JSON (sheet.json); godot: "
+                                                            "Godot 4 SpriteFrames sheet.tres + an AtlasTexture per "
+                                                            "sprite in sheet/ (implies --atlas)"),
     each: Optional[Path] = typer.Option(None, "--each", help="also write one PNG per sprite into this folder"),
     gif: Optional[Path] = typer.Option(None, "--gif", help="also write the denoising as an animation: .gif, "
                                                             "or .png/.apng for APNG"),
@@ -95,7 +106,9 @@ def run(
     """Generate N sprites and write them as a sprite sheet PNG (or raw samples as .npy), optionally with
     a TexturePacker atlas, one PNG per sprite and a denoising animation. Every PNG records its
     parameters; `--from sheet.png` regenerates it byte for byte."""
-    targets = Targets(sheet=out, atlas=atlas, each=each, animation=gif, frames_every=gif_every, frame_ms=gif_ms)
+    targets = Targets(sheet=out, atlas=atlas or atlas_format is not None, each=each, animation=gif,
+                      frames_every=gif_every, frame_ms=gif_ms,
+                      atlas_format=atlas_format.value if atlas_format else "hash")
     update, close = progress_bar("sampling", enabled=not quiet)
     try:
         batch = render(targets, engine=engine, source=from_png, progress=update,

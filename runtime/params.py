@@ -13,7 +13,7 @@ import numpy as np
 
 from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
 from .errors import DdpmEdgeError
-from .limits import MAX_N, MAX_SEED, MAX_T
+from .limits import MAX_GUIDANCE, MAX_N, MAX_SEED, MAX_T
 from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
 from .sampling import DEFAULT_RNG, RNGS
 
@@ -81,8 +81,8 @@ class GenerationParams:
         if isinstance(self.context, (list, tuple)):
             check_context_list(self.context)
         if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
-                or not math.isfinite(self.guidance) or self.guidance < 0:
-            raise DdpmEdgeError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
+                or not math.isfinite(self.guidance) or self.guidance < 0 or self.guidance > MAX_GUIDANCE:
+            raise DdpmEdgeError(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}, got {self.guidance!r}")
         for name, value in (("sampler", self.sampler.lower()), ("guidance", float(self.guidance)),
                             ("background", parse_background(self.background)),
                             ("tolerance", check_tolerance(self.tolerance)),

@@ -9,7 +9,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .errors import Cancelled, DdpmEdgeError
+from .errors import Cancelled, DdpmEdgeError, ValidationFailed
+from .limits import MAX_GUIDANCE
 
 
 class Unet(Protocol):
@@ -141,8 +142,8 @@ def sample(
 
 def _guidance_weight(weight: float) -> np.float32 | None:
     """The guidance weight w as float32, None for w = 0 (no guidance rows)."""
-    if not np.isfinite(weight) or weight < 0:
-        raise DdpmEdgeError(f"guidance must be a finite number >= 0, got {weight}")
+    if not np.isfinite(weight) or weight < 0 or weight > MAX_GUIDANCE:   # w is applied in float32
+        raise DdpmEdgeError(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}, got {weight}")
     return None if weight == 0 else np.float32(weight)
 
 
@@ -150,6 +151,16 @@ def mix_guidance(eps: np.ndarray, w: np.float32) -> np.ndarray:
     """eps [2N,...] of (c rows, zero rows) → (1 + w) · eps(c) − w · eps(0), [N,...]."""
     n = eps.shape[0] // 2
     return (1 + w) * eps[:n] - w * eps[n:]
+
+
+def check_finite(x: np.ndarray) -> np.ndarray:
+    """x_0 must be finite: a NaN/inf sample (NaN weights, an overflowing model) is an error, never an image.
+    Checked once on the result, not per step: non-finite values propagate to x_0."""
+    if not np.isfinite(x).all():
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise ValidationFailed(f"the model produced non-finite samples ({bad:,} of {x.size:,} values are NaN or "
+                               "infinite); nothing was written")
+    return x
 
 
 def guided(unet: Unet, weight: float) -> Unet:

@@ -42,6 +42,12 @@ class Schedule:
         alphas = 1.0 - betas
         alphas_cumprod = np.cumprod(alphas)
         alphas_cumprod[0] = 1.0
+        ab32 = alphas_cumprod.astype(np.float32)
+        with np.errstate(all="ignore"):   # the steps divide by √ᾱ_i and √(1 − ᾱ_i) in float32
+            usable = (ab32 > 0).all() and (1 - ab32[1:] > 0).all() and np.isfinite(1 / np.sqrt(ab32)).all()
+        if not usable:
+            raise DdpmEdgeError(f"schedule T={self.T}, beta1={self.beta1}, beta2={self.beta2} underflows in float32 "
+                                "(alphas_cumprod reaches 0 or 1 − alphas_cumprod is 0): its steps would divide by zero")
         for name, value in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", alphas_cumprod)):
             value = value.astype(np.float32)
             value.flags.writeable = False

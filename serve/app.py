@@ -150,6 +150,9 @@ class Service:
         watcher = asyncio.ensure_future(self._wait_disconnect(request))
         try:
             await asyncio.wait({result, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:   # the server cancelled the handler (Ray Serve does on disconnect)
+            job.cancel()
+            raise
         finally:
             watcher.cancel()
         if not result.done():   # the client left: free its rows at the next tick

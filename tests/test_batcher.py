@@ -48,7 +48,11 @@ REQUESTS = [GenerationParams(n=2, sampler="ddpm", seed=11, context="random"),
             GenerationParams(n=1, sampler="ddim", steps=20, seed=3, context="food", guidance=2.0),
             GenerationParams(n=3, sampler="ddim", steps=7, seed=5),
             GenerationParams(n=1, sampler="ddim", steps=33, seed=9, context="0,1,0.5,0,0", guidance=0.5,
-                             background="transparent")]
+                             background="transparent"),
+            GenerationParams(n=2, sampler="dpmpp-2m-sde", steps=10, seed=4, context="food", guidance=2.0),
+            GenerationParams(n=1, sampler="dpmpp-3m-sde", steps=12, seed=6, spacing="karras", rng="philox"),
+            GenerationParams(n=2, sampler="dpmpp-2m", steps=9, seed=8, spacing="logsnr"),
+            GenerationParams(n=1, sampler="ddim", steps=15, seed=10, eta=1.0, rng="philox")]
 
 
 def test_trajectory_is_the_sample_loop(generator):
@@ -65,7 +69,8 @@ def test_trajectory_is_the_sample_loop(generator):
 
 
 def test_concurrent_requests_match_generate_raw(generator):
-    """Requests of different samplers, step counts, guidance and n, submitted from several threads,
+    """Requests of every solver (multistep ones keep history per request), step counts, spacings, noise
+    generators, guidance and n, submitted from several threads,
     share UNet calls and each gets generate_raw's x_0 (≤ 1e-4; in fact exactly) and sprites."""
     gen = recording(generator)
     batcher = ContinuousBatcher(gen, max_batch=64)

@@ -49,3 +49,22 @@ def test_cuda_bench_without_a_gpu_says_so(small_onnx, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "cuda_bench: no CUDA GPU here (torch.cuda unavailable and onnxruntime has no CUDA provider); nothing to measure"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loop_overhead_smoke(tmp_path):
+    """benchmarks/loop_overhead.py with tiny settings: one row per solver, figures that add up, files written."""
+    import json
+    out = tmp_path / "overhead.md"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "loop_overhead.py"), "--onnx",
+                             str(ROOT / "tests" / "data" / "records_v1" / "tiny.onnx"), "--n", "2", "--max-calls", "3",
+                             "--repeats", "1", "--steps", "4", "--out", str(out)],
+                            capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "[1/1] unipc: UNet" in result.stderr                       # progress as it goes
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split("|")[1].strip() for row in rows] == ["ddpm", "ddim", "dpmpp-2m", "dpmpp-2m-sde", "dpmpp-3m-sde",
+                                                         "unipc"]
+    figures = json.loads(out.with_suffix(".json").read_text())["solvers"]
+    for f in figures.values():       # every run draws x_T: some noise time for every solver
+        assert f["calls"] == 3 and min(f["unet_ms"], f["step_us"], f["noise_us"], f["overhead"]) > 0
+    assert figures["ddpm"]["steps"] == 500 and figures["dpmpp-2m"]["steps"] == 4

@@ -57,7 +57,7 @@ def test_one_command_makes_sheet_atlas_sprites_and_gif(small_onnx, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["denoise.gif", "sheet.json", "sheet.png", "sprites"]
     names = [f"food_{k:03d}" for k in range(4)]
     frames = import_texturepacker(tmp_path / "sheet.json")
-    assert list(frames) == names
+    assert list(frames) == [f"sheet/{name}" for name in names]          # frame names: the sheet's stem / sprite
     atlas = json.loads((tmp_path / "sheet.json").read_text())
     covered = np.zeros((64, 64), int)                        # 2x2 cells of 32 px, no padding: exact tiling
     for entry in atlas["frames"].values():
@@ -65,7 +65,7 @@ def test_one_command_makes_sheet_atlas_sprites_and_gif(small_onnx, tmp_path):
         covered[f["y"]:f["y"] + f["h"], f["x"]:f["x"] + f["w"]] += 1
     assert Image.open(sheet).size == (64, 64) and (covered == 1).all()
     for name in names:                                       # per-sprite PNGs are the atlas frames
-        np.testing.assert_array_equal(np.asarray(Image.open(each / f"{name}.png")), np.asarray(frames[name]))
+        np.testing.assert_array_equal(np.asarray(Image.open(each / f"{name}.png")), np.asarray(frames[f"sheet/{name}"]))
     with Image.open(gif) as animation:
         assert animation.n_frames == len(ddim_timesteps(Schedule(), 6))   # every step, the last one final
         for frame in ImageSequence.Iterator(animation):
@@ -93,7 +93,7 @@ def test_from_reproduces_the_sheet_byte_for_byte(small_onnx, tmp_path):
     assert ddpm_run("--from", sheet, "--out", again, "--atlas", "-q").exit_code == 0     # model from the record
     assert again.read_bytes() == sheet.read_bytes()
     atlas, atlas_again = (json.loads(p.read_text()) for p in (tmp_path / "sheet.json", tmp_path / "again.json"))
-    assert atlas["frames"] == atlas_again["frames"]
+    assert {k.replace("sheet/", "again/", 1): v for k, v in atlas["frames"].items()} == atlas_again["frames"]
     third = tmp_path / "third.png"                                                 # from a per-sprite PNG
     assert ddpm_run("--from", tmp_path / "each" / "sprite_003.png", "--engine", model, "--out", third,
                     "-q").exit_code == 0

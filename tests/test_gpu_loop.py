@@ -206,3 +206,13 @@ def test_cuda_io_binding_matches_cpu(small_onnx, rng, cuda_graph):  # pragma: no
         x = rng.standard_normal((n, 3, 16, 16), dtype=np.float32)
         t, c = np.full((n, 1), 0.5, np.float32), np.zeros((n, 5), np.float32)
         assert np.abs(bound(x, t, c) - plain(x, t, c)).max() < 1e-3
+
+
+def test_ddim_eta_and_spacing_on_the_device_loop(loop_onnx, numpy_gen):
+    """DDIM with η > 0 (noise per step) and a non-uniform spacing: the step table carries σ_i."""
+    loop_gen = SpriteGenerator(load_loop(loop_onnx, device="cpu"))
+    kwargs = dict(seed=4, sampler="ddim", steps=8, eta=0.6, spacing="karras", context="random")
+    a, b = numpy_gen.generate_raw(3, **kwargs), loop_gen.generate_raw(3, **kwargs)
+    assert np.abs(a - b).max() <= 1e-3
+    with pytest.raises(DdpmEdgeError, match="--gpu-loop runs only the ddpm and ddim steps"):
+        loop_gen.generate_raw(3, seed=4, sampler="dpmpp-2m-sde", steps=8)

@@ -84,11 +84,12 @@ def test_sprite_names():
 
 def check_atlas(atlas: dict, sheet_size: tuple[int, int], names: list[str], cell: tuple[int, int]) -> None:
     """The TexturePacker JSON (hash) layout: frames by name with frame/rotated/trimmed/spriteSourceSize/
-    sourceSize, meta with app/version/image/format/size/scale."""
+    sourceSize/pivot, meta with app/version/image/format/size/scale."""
     assert set(atlas) == {"frames", "meta"}
     assert list(atlas["frames"]) == names
     for entry in atlas["frames"].values():
-        assert set(entry) == {"frame", "rotated", "trimmed", "spriteSourceSize", "sourceSize"}
+        assert set(entry) == {"frame", "rotated", "trimmed", "spriteSourceSize", "sourceSize", "pivot"}
+        assert entry["pivot"] == {"x": 0.5, "y": 0.5}
         assert set(entry["frame"]) == {"x", "y", "w", "h"} and all(type(v) is int for v in entry["frame"].values())
         assert (entry["frame"]["w"], entry["frame"]["h"]) == cell
         assert entry["rotated"] is False and entry["trimmed"] is False
@@ -117,7 +118,7 @@ def test_atlas_rectangles_tile_the_sheet(rng, tmp_path):
     atlas_path = save_atlas(tmp_path / "s.json", names, (16, 16), layout, "s.png")
     atlas = json.loads(atlas_path.read_text())
     image = Image.open(sheet)
-    check_atlas(atlas, image.size, names, (32, 32))
+    check_atlas(atlas, image.size, [f"s/{name}" for name in names], (32, 32))   # prefixed by the sheet's stem
     assert atlas["meta"]["image"] == "s.png"
     assert (coverage(atlas) == 1).all()                                  # exact tiling: no gaps, no overlap
     for k, entry in enumerate(atlas["frames"].values()):                 # each rectangle holds its sprite

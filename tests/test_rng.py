@@ -110,7 +110,7 @@ def test_ddpm_run_philox_records_and_reproduces(tmp_path):
     assert ddpm_run("--from", sheet, "--out", again, "-q").exit_code == 0
     assert again.read_bytes() == sheet.read_bytes()
     assert ddpm_run(*common, "--out", pcg).exit_code == 0
-    assert "rng" not in read_record(pcg)                              # pcg64 records look as before
+    assert read_record(pcg)["rng"] == "pcg64"                         # the default, recorded
     assert pcg.read_bytes() != sheet.read_bytes()
     bad = ddpm_run(*common, "--rng", "nope", "--out", tmp_path / "bad.png")
     assert bad.exit_code == 2 and not (tmp_path / "bad.png").exists()

@@ -25,6 +25,7 @@ from PIL import Image
 from ddpm_edge.runtime.api import SpriteGenerator
 from ddpm_edge.runtime.assets.outputs import SheetLayout, Targets, write_outputs
 from ddpm_edge.runtime.params import GenerationParams
+from ddpm_edge.runtime.solvers import make_sampler
 from ddpm_edge.runtime.batching import ContinuousBatcher
 from ddpm_edge.serve.app import LAYOUT_NAMES, PARAM_NAMES, create_app
 
@@ -66,6 +67,7 @@ def url(generator):
 def reference_png(generator, tmp_path: Path, name: str, **settings) -> bytes:
     """What ddpm-run writes for `settings`: api.render's generate-and-write, on an already loaded model."""
     sheet = tmp_path / f"{name}.png"
+    settings = {k: v for k, v in settings.items() if v is not None}   # null: ddpm-run's default
     params = GenerationParams(**{k: v for k, v in settings.items() if k in PARAM_NAMES})
     layout = SheetLayout(**{k: v for k, v in settings.items() if k in LAYOUT_NAMES})
     write_outputs(generator.generate_batch(params), Targets(sheet=sheet), layout)
@@ -81,12 +83,14 @@ def test_32_clients_get_ddpm_runs_sprites(url, generator, tmp_path):
     """32 concurrent clients (n 1–3, ddim step counts, guidance, backgrounds, layouts) plus 4 malformed
     requests: every good one gets the PNG ddpm-run writes for its settings, byte for byte, and the UNet
     calls were shared."""
-    good = [dict(n=1 + k % 3, sampler="ddim", steps=(8, 10, 12)[k % 3], seed=100 + k,
+    good = [dict(n=1 + k % 3, sampler=("ddim", "dpmpp-2m-sde", "dpmpp-2m", "ddim")[k % 4], steps=(8, 10, 12)[k % 3],
+                 seed=100 + k, rng=(None, "philox")[k // 16],
                  context=("food", "random", None, "0,1,0,0,0.5")[k % 4], guidance=(0.0, 2.0)[k % 2],
                  background=(None, "transparent", "#102030")[k % 3], cols=(None, 1)[k % 2], scale=1 + k % 4)
             for k in range(32)]
     bad = [{"n": 0}, {"n": 1, "sampler": "euler"}, {"n": 1, "sizes": 3}, {"n": 1, "context": "dragon"}]
     metrics_before = httpx.get(f"{url}/metrics").text
+    schedule = generator.spec.schedule
 
     async def clients():
         async with httpx.AsyncClient(timeout=120) as client:
@@ -102,7 +106,7 @@ def test_32_clients_get_ddpm_runs_sprites(url, generator, tmp_path):
     text = httpx.get(f"{url}/metrics").text
     calls = metric(text, "ddpm_batch_rows_count") - metric(metrics_before, "ddpm_batch_rows_count")
     rows = metric(text, "ddpm_batch_rows_sum") - metric(metrics_before, "ddpm_batch_rows_sum")
-    assert rows == sum(b["n"] * (2 if b["guidance"] else 1) * len(range(500, 0, -(500 // b["steps"])))
+    assert rows == sum(b["n"] * (2 if b["guidance"] else 1) * len(make_sampler(b["sampler"], schedule, b["steps"]).timesteps)
                        for b in good)
     assert rows / calls > 8          # rows of different requests shared calls
     assert metric(text, "ddpm_queue_rows") == 0
@@ -224,3 +228,24 @@ def test_console_script_serves_and_shuts_down(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("ddpm-serve: error: model file not found")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_examples_against_the_server(url, tmp_path):
+    """examples/serve: the Python client and the curl script run against a live server."""
+    examples = Path(__file__).parents[1] / "examples"
+    client = subprocess.run([sys.executable, str(examples / "serve" / "client.py"), url], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert client.returncode == 0, client.stderr
+    atlas = json.loads((tmp_path / "food.json").read_text())
+    assert len(atlas["frames"]) == 9 and Image.open(tmp_path / "food.png").size == (atlas["meta"]["size"]["w"],
+                                                                                     atlas["meta"]["size"]["h"])
+    assert len(list(tmp_path.glob("one_*.png"))) == 16
+    curl = subprocess.run(["sh", str(examples / "serve" / "curl.sh")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "DDPM_URL": url})
+    assert curl.returncode == 0, curl.stderr
+    assert "ddpm_batch_rows_sum" in curl.stdout
+    assert zipfile.ZipFile(tmp_path / "sprites.zip").namelist()[0] == "person_000.png"
+    # the Godot example reads exactly the keys the atlas format has
+    gd = (examples / "godot" / "sprite_client.gd").read_text()
+    for key in ('reply["image"]', 'reply["atlas"]["frames"]', '["frame"]', 'reply["record"]["seed"]', '"format": "atlas"'):
+        assert key in gd

@@ -19,6 +19,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import web_page  # noqa: E402
 
 PARAMS = {"n": 16, "seed": 7, "context": "food", "sampler": "ddim", "steps": 25, "guidance": 2}
+SDE = {"n": 16, "seed": 3, "context": "face", "sampler": "dpmpp-2m-sde", "steps": 10, "guidance": 2, "spacing": "logsnr"}
+
+
+def query(params: dict) -> str:
+    return "&".join(f"{k}={v}" for k, v in params.items())
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +33,12 @@ def pages():
     if not (web_page.WEB / "node_modules" / "playwright-core").is_dir():
         pytest.fail("web/node_modules is missing: run `npm ci --ignore-scripts` in web/ (.ci/run does)")
     web_page.vendor()
-    query = "&".join(f"{k}={v}" for k, v in PARAMS.items())
     with web_page.serve() as url:
-        good, bad_context, no_model = web_page.drive([
-            f"{url}?{query}&ep=wasm&autorun=1",
+        return web_page.drive([
+            f"{url}?{query(PARAMS)}&ep=wasm&autorun=1",
+            f"{url}?{query(SDE)}&ep=wasm&autorun=1",
             f"{url}?n=2&context=dragon&sampler=ddim&steps=2&ep=wasm&autorun=1",
             f"{url}?model=missing.onnx&ep=wasm&autorun=1"])
-    return good, bad_context, no_model
 
 
 def ddpm_run(*args):
@@ -47,16 +51,18 @@ def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path)).astype(np.int16)
 
 
-def test_browser_sheet_matches_ddpm_run_and_from_reproduces_it(pages, tmp_path):
-    good = pages[0]
+@pytest.mark.parametrize("case", [0, 1], ids=["ddim-25", "dpmpp-2m-sde-10-logsnr"])
+def test_browser_sheet_matches_ddpm_run_and_from_reproduces_it(pages, tmp_path, case):
+    good, params = pages[case], (PARAMS, SDE)[case]
     assert good["error"] is None and good["done"] is True, good
     browser = tmp_path / "browser.png"
     browser.write_bytes(web_page.png_bytes(good["sheetPng"]))
     record = read_record(browser)
-    assert {k: record[k] for k in PARAMS} == PARAMS and record["rng"] == "philox" and record["model"] == "unet.onnx"
+    assert {k: record[k] for k in params} == params and record["rng"] == "philox" and record["model"] == "unet.onnx"
+    assert record["backend"] == "onnxruntime-web" and record["format"] == "ddpm-edge-params/2"
 
     python = tmp_path / "python.png"
-    args = [a for k, v in PARAMS.items() for a in ((f"--{k}" if k != "n" else "-n"), v)]
+    args = [a for k, v in params.items() for a in ((f"--{k}" if k != "n" else "-n"), v)]
     ddpm_run(*args, "--rng", "philox", "--out", python, "--atlas", "-q")
     a, b = pixels(browser), pixels(python)
     assert a.shape == b.shape == (256, 256, 3)
@@ -73,7 +79,34 @@ def test_browser_sheet_matches_ddpm_run_and_from_reproduces_it(pages, tmp_path):
 
 
 def test_page_reports_failures_in_one_line(pages):
-    _, bad_context, no_model = pages
+    _, _, bad_context, no_model = pages
     for result, words in ((bad_context, "unknown context"), (no_model, "missing.onnx")):
         assert result["done"] is True and result["sheetPng"] is None
         assert words in result["error"] and "\n" not in result["error"], result["error"]
+
+
+def test_page_reproduces_a_ddpm_run_sheet_from_its_record(tmp_path):
+    """The reverse: a sheet made by ddpm-run --rng philox, given to the page (?from=), comes back within 2/255;
+    a pcg64 sheet is refused in one line."""
+    folder = web_page.WEB / "models"          # served with the page, git-ignored
+    folder.mkdir(exist_ok=True)
+    philox, pcg = folder / "test-from-philox.png", folder / "test-from-pcg64.png"
+    try:
+        common = ["-n", 6, "--seed", 11, "--context", "animal", "--guidance", 1.5, "--scale", 2, "--padding", 1]
+        ddpm_run(*common, "--sampler", "dpmpp-2m", "--steps", 8, "--rng", "philox", "--out", philox, "-q")
+        ddpm_run(*common, "--sampler", "ddim", "--steps", 4, "--out", pcg, "-q")
+        web_page.vendor()
+        with web_page.serve() as url:
+            redo, refused = web_page.drive([f"{url}?from=models/{philox.name}&ep=wasm&autorun=1",
+                                            f"{url}?from=models/{pcg.name}&ep=wasm&autorun=1"])
+        assert redo["error"] is None, redo["error"]
+        browser = tmp_path / "browser.png"
+        browser.write_bytes(web_page.png_bytes(redo["sheetPng"]))
+        a, b = pixels(browser), pixels(philox)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2
+        assert {k: v for k, v in read_record(browser).items() if k != "backend"} == \
+               {k: v for k, v in read_record(philox).items() if k != "backend"}
+        assert refused["sheetPng"] is None and "pcg64 noise" in refused["error"]
+    finally:
+        philox.unlink(missing_ok=True)
+        pcg.unlink(missing_ok=True)

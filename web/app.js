@@ -1,34 +1,41 @@
-// The static page: form ↔ URL query (ddpm-run's names: n, seed, context, sampler, steps, guidance, cols,
-// scale, padding; plus model, ep = auto|wasm|webgpu, threads, autorun=1), live denoising preview,
-// sheet PNG + atlas downloads. When a run ends: window.ddpmEdge = {done, sheetPng, atlas, error, timings}.
+// The static page. Settings come from ddpm-run's defaults (contract.json), then a sheet's record (a dropped
+// PNG, or ?from=URL), then the URL query, with ddpm-run's names: n, seed, context, sampler, steps, guidance,
+// eta, spacing, cols, scale, padding; plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
+// The denoising is drawn live; the sheet PNG (with its ddpm-edge record) and the atlas are offered for
+// download. When a run ends: window.ddpmEdge = {done, sheetPng (data URL), atlas, error, timings, params}.
 import { SpriteGenerator, batchAtlas, contract, hasWebGpu, loadUnet, sheetPng, toUint8 } from "./src/index.js";
 import { makeSheet } from "./src/assets/images.js";
-import { SAMPLERS as JS_SAMPLERS } from "./src/solvers/index.js";
+import { paramsFromRecord, readRecord } from "./src/assets/records.js";
+import { SAMPLERS as JS_SAMPLERS, SPACINGS } from "./src/solvers/index.js";
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
-const DEFAULT_MODEL = "./models/unet.onnx";
+const PARAM_FIELDS = ["n", "seed", "context", "sampler", "steps", "guidance", "eta", "spacing"];
+const LAYOUT_FIELDS = ["cols", "scale", "padding"];
 window.ddpmEdge = { done: false, sheetPng: null, atlas: null, error: null, timings: null };
 
 let generator = null;
-let modelSource = query.get("model") || DEFAULT_MODEL;
+let modelSource = query.get("model") || "./models/unet.onnx";
 let modelName = null;
+let layout = {};
+let wantSha256 = null;     // a loaded sheet's model
+
+const oneLine = (e) => String(e?.message ?? e).split("\n")[0];
 
 function status(text, error = false) {
   $("status").textContent = text;
   $("status").className = error ? "error" : "";
 }
 
-async function ortModule(ep) {
-  return ep === "webgpu" ? import("onnxruntime-web/webgpu") : import("onnxruntime-web/wasm");
+function finish(state) {
+  window.ddpmEdge = { done: true, sheetPng: null, atlas: null, error: null, timings: null, ...state };
 }
 
 async function loadGenerator() {
   const wanted = query.get("ep") || "auto";
   const ep = wanted === "auto" ? ((await hasWebGpu()) ? "webgpu" : "wasm") : wanted;
-  const ort = await ortModule(ep);
+  const ort = await (ep === "webgpu" ? import("onnxruntime-web/webgpu") : import("onnxruntime-web/wasm"));
   const threads = Number(query.get("threads")) || (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
-  ort.env.wasm.numThreads = threads;
   const t0 = performance.now();
   const unet = await loadUnet(modelSource, { ort, executionProvider: ep, numThreads: threads, name: modelName });
   const timed = Object.assign(async (...args) => {
@@ -39,35 +46,55 @@ async function loadGenerator() {
   }, unet, { calls: [] });
   generator = new SpriteGenerator(timed);
   generator.loadMs = performance.now() - t0;
-  const names = ["none", ...unet.spec.context_names];
-  $("context").replaceChildren(...names.map((n) => new Option(n, n)));
-  $("context").value = names.includes(query.get("context")) ? query.get("context") : "none";
+  const current = $("context").value || $("context").dataset.wanted || "none";
+  $("context").replaceChildren(...["none", ...unet.spec.context_names].map((n) => new Option(n, n)));
+  setContext(current);
   $("model-name").textContent = `${unet.path} (sha256 ${unet.sha256.slice(0, 12)}…, ${ep}, ${threads} thread${threads > 1 ? "s" : ""})`;
-  return generator;
 }
 
-function fillForm() {
+function setContext(value) {
+  const text = value == null ? "none" : Array.isArray(value) ? value.join(",") : String(value);
+  if (![...$("context").options].some((o) => o.value === text)) $("context").append(new Option(text, text));   // numbers
+  $("context").value = text;
+  $("context").dataset.wanted = text;
+}
+
+/** Put settings (params and layout, any subset) into the form. */
+function applySettings(settings) {
+  for (const key of PARAM_FIELDS) {
+    if (!(key in settings)) continue;
+    if (key === "context") setContext(settings.context);
+    else $(key).value = settings[key] ?? "";
+  }
+  for (const key of LAYOUT_FIELDS) if (key in settings) layout[key] = settings[key] == null ? null : Number(settings[key]);
+}
+
+function initForm() {
   const available = contract.samplers.filter((s) => JS_SAMPLERS.includes(s));
   $("sampler").replaceChildren(...available.map((s) => new Option(s, s)));
+  $("spacing").replaceChildren(...SPACINGS.map((s) => new Option(s, s)));
   const p = contract.params;
-  $("sampler").value = query.get("sampler") || (available.includes(p.sampler) ? p.sampler : available[0]);
-  $("guidance").value = query.get("guidance") ?? p.guidance;
-  $("steps").value = query.get("steps") ?? "";
-  $("seed").value = query.get("seed") ?? "";
-  $("n").value = query.get("n") ?? p.n;
+  applySettings({ ...p, sampler: available.includes(p.sampler) ? p.sampler : available[0] });
+}
+
+function querySettings() {
+  return Object.fromEntries([...PARAM_FIELDS, ...LAYOUT_FIELDS].filter((k) => query.has(k)).map((k) => [k, query.get(k)]));
+}
+
+/** A sheet made by ddpm-run --rng philox (or this page): its record fills the form. */
+async function useSheet(bytes, source) {
+  const { params, layout: recorded, modelSha256 } = paramsFromRecord(readRecord(bytes, source), source);
+  layout = {};
+  applySettings({ ...params, ...recorded });
+  wantSha256 = modelSha256;
+  status(`settings from ${source}`);
 }
 
 function formParams() {
   const num = (id) => ($(id).value === "" ? null : Number($(id).value));
   const context = $("context").value;
   return { n: num("n"), seed: num("seed"), sampler: $("sampler").value, steps: num("steps"), guidance: num("guidance") ?? 0,
-    context: context === "none" ? null : context };
-}
-
-function layoutFromQuery() {
-  const layout = {};
-  for (const key of ["cols", "scale", "padding"]) if (query.has(key)) layout[key] = Number(query.get(key));
-  return layout;
+    eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context };
 }
 
 function drawPreview(x, shape) {
@@ -79,8 +106,7 @@ function drawPreview(x, shape) {
     rgba[4 * p + 3] = 255;
   }
   const canvas = $("preview");
-  canvas.width = sheet.width;
-  canvas.height = sheet.height;
+  Object.assign(canvas, { width: sheet.width, height: sheet.height });
   canvas.style.width = `${sheet.width * 8}px`;
   canvas.getContext("2d").putImageData(new ImageData(rgba, sheet.width, sheet.height), 0, 0);
 }
@@ -97,6 +123,10 @@ async function run() {
   $("downloads").replaceChildren();
   try {
     if (!generator) { status("loading the model…"); await loadGenerator(); }
+    if (wantSha256 && generator.unet.sha256 !== wantSha256) {
+      throw new Error(`the sheet was made by model sha256 ${wantSha256.slice(0, 12)}…, not by ${generator.unet.path} `
+        + `(${generator.unet.sha256.slice(0, 12)}…): drop the model that made it`);
+    }
     const params = formParams();
     const spec = generator.spec;
     const shape = [params.n, spec.channels, spec.height, spec.width];
@@ -110,7 +140,6 @@ async function run() {
       },
     });
     const generateMs = performance.now() - t0;
-    const layout = layoutFromQuery();
     const name = `sprites-${batch.params.context ?? "none"}-${batch.params.seed}`;
     const png = await sheetPng(batch, layout);
     const atlas = batchAtlas(batch, layout, `${name}.png`);
@@ -119,44 +148,50 @@ async function run() {
     const link = (href, file, text) => Object.assign(document.createElement("a"), { href, download: file, textContent: text });
     $("downloads").replaceChildren(link(sheetUrl, `${name}.png`, "download sheet PNG"), link(atlasUrl, `${name}.json`, "download atlas JSON"));
     const calls = generator.unet.calls;
-    const timings = { loadMs: generator.loadMs, generateMs, unetCalls: calls.length, rows: 2 * params.n,
-      perCallMs: calls.reduce((a, b) => a + b, 0) / calls.length, medianCallMs: calls.slice().sort((a, b) => a - b)[calls.length >> 1],
+    const timings = { loadMs: generator.loadMs, generateMs, unetCalls: calls.length, calls,
+      medianCallMs: calls.slice().sort((a, b) => a - b)[calls.length >> 1],
       threads: generator.unet.numThreads, executionProvider: generator.unet.executionProvider };
     status(`${batch.params.n} sprites, ${batch.params.sampler} ${batch.params.steps} steps, seed ${batch.params.seed}: ${(generateMs / 1000).toFixed(1)} s`);
-    window.ddpmEdge = { done: true, sheetPng: sheetUrl, atlas, error: null, timings, params: batch.params };
+    finish({ sheetPng: sheetUrl, atlas, timings, params: batch.params });
   } catch (e) {
-    const reason = String(e?.message ?? e).split("\n")[0];
-    status(reason, true);
-    window.ddpmEdge = { done: true, sheetPng: null, atlas: null, error: reason, timings: null };
+    status(oneLine(e), true);
+    finish({ error: oneLine(e) });
   } finally {
     $("generate").disabled = false;
   }
 }
 
-function useModelFile(file) {
+async function useFile(file) {
   if (!file) return;
+  if (/\.png$/i.test(file.name)) {
+    try { await useSheet(new Uint8Array(await file.arrayBuffer()), file.name); } catch (e) { status(oneLine(e), true); }
+    return;
+  }
   modelSource = file;
   modelName = file.name;
   generator = null;
   $("model-name").textContent = `${file.name} (loads on Generate)`;
 }
 
-fillForm();
+async function start() {
+  initForm();
+  if (query.get("from")) {
+    const from = query.get("from");
+    const response = await fetch(from);
+    if (!response.ok) throw new Error(`cannot load ${from}: HTTP ${response.status}`);
+    await useSheet(new Uint8Array(await response.arrayBuffer()), from.split("/").pop());
+  }
+  applySettings(querySettings());
+  await loadGenerator();
+  status("ready");
+}
+
 $("form").addEventListener("submit", (e) => { e.preventDefault(); run(); });
-$("model-file").addEventListener("change", (e) => useModelFile(e.target.files[0]));
+$("model-file").addEventListener("change", (e) => useFile(e.target.files[0]));
 $("drop").addEventListener("dragover", (e) => { e.preventDefault(); $("drop").classList.add("over"); });
 $("drop").addEventListener("dragleave", () => $("drop").classList.remove("over"));
-$("drop").addEventListener("drop", (e) => { e.preventDefault(); $("drop").classList.remove("over"); useModelFile(e.dataTransfer.files[0]); });
-loadGenerator().then(() => {
-  if (!generator.spec.context_names.includes(query.get("context") ?? "none") && query.get("context") && query.get("context") !== "none") {
-    // a context that is not a class name (numbers): keep it as an extra option
-    $("context").append(new Option(query.get("context"), query.get("context")));
-    $("context").value = query.get("context");
-  }
-  status("ready");
-  if (query.get("autorun") === "1") run();
-}, (e) => {
-  const reason = String(e?.message ?? e).split("\n")[0];
-  status(reason, true);
-  if (query.get("autorun") === "1") window.ddpmEdge = { done: true, sheetPng: null, atlas: null, error: reason, timings: null };
+$("drop").addEventListener("drop", (e) => { e.preventDefault(); $("drop").classList.remove("over"); useFile(e.dataTransfer.files[0]); });
+start().then(() => { if (query.get("autorun") === "1") run(); }, (e) => {
+  status(oneLine(e), true);
+  if (query.get("autorun") === "1") finish({ error: oneLine(e) });
 });

@@ -1,7 +1,7 @@
 """Everything a generated batch can become on disk, for game engines and for people:
 
     sheet    sprites.png   a grid of sprites (nearest-neighbour scale, optional padding), or .npy raw x_0
-    atlas    sprites.json  TexturePacker "JSON (hash)" frames for that sheet (Phaser, Godot, Unity importers)
+    atlas    sprites.json  where each sprite sits: TexturePacker JSON (hash or array) or Godot 4 resources (atlas.py)
     each     DIR/food_003.png …  one PNG per sprite
     anim     denoise.gif   the denoising as an animation (.gif, or .png/.apng for a lossless APNG)
 
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageColor
 
+from .atlas import DEFAULT_FORMAT, atlas_files, check_format, frame_names, main_atlas_path, texturepacker_array
+from .atlas import texturepacker_hash as atlas_dict  # noqa: F401  (public name of the JSON (hash) builder)
 from .background import TRANSPARENT
 from ..errors import DdpmEdgeError
 from ..files import atomic_path, check_writable
@@ -131,26 +133,6 @@ def _write_png(image: Image.Image, path: Path, record: dict | None) -> None:
     image.save(path, format="PNG", pnginfo=png_info(record))
 
 
-def atlas_dict(names: list[str], sprite_size: tuple[int, int], layout: SheetLayout, image_name: str,
-               channels: int = 4, app_version: str = "") -> dict:
-    """TexturePacker "JSON (hash)": frames by name, each with frame {x,y,w,h} in sheet pixels."""
-    height, width = sprite_size
-    n = len(names)
-    sheet_w, sheet_h = layout.sheet_size(n, height, width)
-    frames = {}
-    for name, (x, y, w, h) in zip(names, layout.cells(n, height, width)):
-        frames[name] = {"frame": {"x": x, "y": y, "w": w, "h": h}, "rotated": False, "trimmed": False,
-                        "spriteSourceSize": {"x": 0, "y": 0, "w": w, "h": h}, "sourceSize": {"w": w, "h": h}}
-    meta = {"app": "ddpm-edge", "version": app_version or "1.0", "image": image_name,
-            "format": "RGBA8888" if channels == 4 else "RGB888", "size": {"w": sheet_w, "h": sheet_h},
-            "scale": "1"}
-    return {"frames": frames, "meta": meta}
-
-
-def _write_atlas(path: Path, atlas: dict) -> None:
-    path.write_text(json.dumps(atlas, indent=2) + "\n", encoding="utf-8")
-
-
 def _as_rgba(images: np.ndarray) -> np.ndarray:
     """[N,H,W,3] → [N,H,W,4] opaque; RGBA unchanged."""
     if images.shape[-1] == 4:
@@ -239,11 +221,16 @@ def save_sheet(path, sprites: np.ndarray, layout: SheetLayout = SheetLayout(), r
 
 
 def save_atlas(path, names: list[str], sprite_size: tuple[int, int], layout: SheetLayout, image_name: str,
-               channels: int = 4) -> Path:
-    """The TexturePacker JSON (hash) atlas for a sheet written with the same names and layout."""
+               channels: int = 4, fmt: str = DEFAULT_FORMAT) -> Path:
+    """The TexturePacker JSON atlas (`fmt` hash or array) for a sheet written with the same names and
+    layout; frames are named `<image stem>/<name>`."""
     from .. import __version__
+    build = {"hash": atlas_dict, "array": texturepacker_array}.get(check_format(fmt))
+    if build is None:
+        raise DdpmEdgeError("save_atlas writes JSON atlases (hash, array); Godot resources come from write_outputs")
+    atlas = build(frame_names(Path(image_name).stem, names), sprite_size, layout, image_name, channels, __version__)
     with atomic_path(path) as tmp:
-        _write_atlas(tmp, atlas_dict(names, sprite_size, layout, image_name, channels, __version__))
+        tmp.write_text(json.dumps(atlas, indent=2) + "\n", encoding="utf-8")
     return Path(path)
 
 
@@ -275,8 +262,8 @@ def save_animation(path, frames: list[np.ndarray], final: np.ndarray, layout: Sh
 
 @dataclass(frozen=True)
 class Targets:
-    """Where a batch goes. `sheet`: .png (or .npy for raw float32 x_0); `atlas`: write the sheet's
-    .json beside it; `each`: a folder for one PNG per sprite; `animation`: .gif, .png or .apng, a
+    """Where a batch goes. `sheet`: .png (or .npy for raw float32 x_0); `atlas`: write the sheet's atlas
+    beside it in `atlas_format` (hash, array: sheet.json; godot: sheet.tres + sheet/*.tres); `each`: a folder for one PNG per sprite; `animation`: .gif, .png or .apng, a
     frame every `frames_every` sampling steps (None: about 30 frames), `frame_ms` each."""
     sheet: Path | None = None
     atlas: bool = False
@@ -284,10 +271,19 @@ class Targets:
     animation: Path | None = None
     frames_every: int | None = None
     frame_ms: int = DEFAULT_FRAME_MS
+    atlas_format: str = DEFAULT_FORMAT
 
     @property
     def atlas_path(self) -> Path | None:
-        return self.sheet.with_suffix(".json") if self.atlas and self.sheet is not None else None
+        """The atlas file an engine is pointed at (sheet.json, or sheet.tres for godot)."""
+        return main_atlas_path(self.atlas_format, self.sheet) if self.atlas and self.sheet is not None else None
+
+    @property
+    def atlas_folder(self) -> Path | None:
+        """The folder of the godot format's per-sprite AtlasTextures (the sheet's stem beside it)."""
+        if self.atlas and self.sheet is not None and self.atlas_format == "godot":
+            return self.sheet.parent / self.sheet.stem
+        return None
 
     def check(self) -> None:
         """Fail, with a reason, before any work when an output cannot be written."""
@@ -297,6 +293,7 @@ class Targets:
             raise DdpmEdgeError(f"the sheet must end in .png or .npy, got {self.sheet.name!r}")
         if self.atlas and (self.sheet is None or self.sheet.suffix.lower() != ".png"):
             raise DdpmEdgeError("an atlas describes a .png sheet: give a sheet ending in .png")
+        check_format(self.atlas_format)
         if self.animation is not None:
             _animation_kind(self.animation)
         if self.frames_every is not None and (isinstance(self.frames_every, bool)
@@ -310,15 +307,18 @@ class Targets:
             raise DdpmEdgeError("the sheet, atlas and animation must be different files")
         for path in files:
             check_writable(path)
-        if self.each is not None:
-            folder = self.each
-            if folder.exists() and not folder.is_dir():
-                raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
-            where = folder if folder.is_dir() else (folder.parent if str(folder.parent) else Path("."))
-            if not where.is_dir():
-                raise DdpmEdgeError(f"cannot create {folder}: folder {where} does not exist")
-            if not os.access(where, os.W_OK | os.X_OK):
-                raise DdpmEdgeError(f"cannot write sprites into {folder}: folder {where} is not writable")
+        for folder in {f for f in (self.each, self.atlas_folder) if f is not None}:
+            _check_folder(folder)
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
+    where = folder if folder.is_dir() else (folder.parent if str(folder.parent) else Path("."))
+    if not where.is_dir():
+        raise DdpmEdgeError(f"cannot create {folder}: folder {where} does not exist")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise DdpmEdgeError(f"cannot write sprites into {folder}: folder {where} is not writable")
 
 
 def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout()) -> list[Path]:
@@ -329,13 +329,15 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
     layout = layout.fixed(n)
     record = batch.record(layout)
     written: list[Path] = []
-    made_folder = targets.each is not None and not targets.each.is_dir()
+    folders = [f for f in dict.fromkeys((targets.each, targets.atlas_folder)) if f is not None and not f.is_dir()]
     try:
         with ExitStack() as stack:
             def stage(path: Path) -> Path:
                 written.append(path)
                 return stack.enter_context(atomic_path(path))
 
+            for folder in folders:
+                folder.mkdir()
             if targets.sheet is not None:
                 tmp = stage(targets.sheet)
                 if targets.sheet.suffix.lower() == ".npy":
@@ -345,20 +347,21 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
                     _write_png(make_sheet(batch.sprites, layout.cols, layout.scale, layout.padding, batch.fill),
                                tmp, record)
             if targets.atlas_path is not None:
-                _write_atlas(stage(targets.atlas_path),
-                             atlas_dict(list(batch.names), (height, width), layout, targets.sheet.name, channels,
-                                        batch.version))
+                files = atlas_files(targets.atlas_format, targets.sheet, list(batch.names), (height, width), layout,
+                                    channels, batch.version)
+                for path, text in files.items():
+                    stage(path).write_text(text, encoding="utf-8")
             if targets.animation is not None:
                 sheets = animation_sheets(list(batch.frames), batch.sprites, layout, batch.fill)
                 _write_animation(stage(targets.animation), sheets, _animation_kind(targets.animation),
                                  targets.frame_ms, record)
             if targets.each is not None:
-                targets.each.mkdir(exist_ok=True)
                 for k, name in enumerate(batch.names):
                     _write_png(to_image(batch.sprites[k], layout.scale), stage(targets.each / f"{name}.png"),
                                {**record, "sprite": k})
     except BaseException:
-        if made_folder and targets.each.is_dir() and not any(targets.each.iterdir()):
-            targets.each.rmdir()
+        for folder in folders:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     return written

@@ -16,9 +16,11 @@ import json
 import os
 from pathlib import Path
 
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import PngImagePlugin
 
 from ..errors import DdpmEdgeError
+from ..limits import MAX_JSON_DEPTH, MAX_RECORD_BYTES, check_limit, json_depth_ok
+from .pngchunks import read_text_chunk
 
 CHUNK_KEY = "ddpm-edge"
 RECORD_FORMAT = "ddpm-edge-params/2"
@@ -52,18 +54,15 @@ def read_record(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DdpmEdgeError(f"cannot read {path}: no such file")
-    try:
-        with Image.open(path) as image:
-            if image.format != "PNG":
-                raise DdpmEdgeError(f"{path} is a {image.format} image, not a PNG written by ddpm-run")
-            text = image.text.get(CHUNK_KEY)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DdpmEdgeError(f"{path} is not a readable PNG: {str(e).splitlines()[0] if str(e) else e}") from None
+    text = read_text_chunk(path, CHUNK_KEY)    # the chunk only: pixels are never decoded
     if text is None:
         raise DdpmEdgeError(f"{path} carries no ddpm-edge generation parameters (only PNGs written by ddpm-run do)")
+    check_limit(f"{path}: its ddpm-edge parameters (bytes)", len(text), MAX_RECORD_BYTES)
+    if not json_depth_ok(text):
+        raise DdpmEdgeError(f"{path}: its ddpm-edge parameters nest deeper than {MAX_JSON_DEPTH} levels")
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DdpmEdgeError(f"{path}: its ddpm-edge parameters are not valid JSON") from None
     if not isinstance(record, dict) or record.get("format") not in RECORD_FORMATS:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__

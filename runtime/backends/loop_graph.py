@@ -21,7 +21,7 @@ eps = (1 + w)·eps[:N] − w·eps[N:]. It costs two UNet rows per sprite at any 
 The row coefficients cover both samplers (runtime/backends/ort_cuda.py `step_table` fills them in float64):
 
     DDPM   a = 1/√α_i,  b = (1 − α_i)/√(1 − ᾱ_i),  d = 0,           s = √β_i (0 at i = 1)
-    DDIM   a = √ᾱ_prev/√ᾱ_i,  b = √(1 − ᾱ_i),  d = √(1 − ᾱ_prev),  s = 0
+    DDIM   a = √ᾱ_prev/√ᾱ_i,  b = √(1 − ᾱ_i),  d = √(1 − ᾱ_prev − σ_i²),  s = σ_i   (σ_i = 0 at η = 0)
 
 so one file serves DDPM and DDIM at any step count. Built with onnx.helper from a UNet ONNX (fp32 or
 fp16) — no torch needed; the arithmetic is tested against the NumPy loop on ONNX Runtime's CPU provider.

@@ -128,8 +128,9 @@ def step_table(sampler) -> tuple[np.ndarray, list[int]]:
             s = np.sqrt(beta[i]) if sampler.needs_noise(i) else 0.0
             row = (1.0 / np.sqrt(alpha[i]), (1.0 - alpha[i]) / np.sqrt(1.0 - ab[i]), 0.0, s)
         elif sampler.name == "ddim":
-            prev = sampler.prev(i)
-            row = (np.sqrt(ab[prev]) / np.sqrt(ab[i]), np.sqrt(1.0 - ab[i]), np.sqrt(1.0 - ab[prev]), 0.0)
+            prev, sigma = sampler.prev(i), sampler.sigma(i)      # σ = 0 unless η > 0 (solvers/ddim.py)
+            row = (np.sqrt(ab[prev]) / np.sqrt(ab[i]), np.sqrt(1.0 - ab[i]),
+                   np.sqrt(max(1.0 - ab[prev] - sigma ** 2, 0.0)), sigma)
         else:
             raise DdpmEdgeError(f"the device loop has no step for sampler {sampler.name!r}")
         if sampler.needs_noise(i):

@@ -106,8 +106,9 @@ def load_real(folder: str | os.PathLike = DEFAULT_DATA) -> tuple[np.ndarray, np.
 
 class Yardstick:
     def __init__(self, classifier: SpriteFeatures, real_images: np.ndarray, real_labels: np.ndarray,
-                 reference_path: str | os.PathLike = DEFAULT_REFERENCE):
+                 reference_path: str | os.PathLike = DEFAULT_REFERENCE, kid_subsets: int = 100):
         self.classifier = classifier
+        self.kid_subsets = kid_subsets          # Bińkowski et al. average 100 subsets; tests use fewer
         self.class_names = classifier.class_names
         self.real_images = real_images
         self.real_index = np.asarray(real_labels).argmax(axis=1)
@@ -117,7 +118,7 @@ class Yardstick:
 
     @classmethod
     def load(cls, classifier: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-             reference: str | os.PathLike | None = None) -> "Yardstick":
+             reference: str | os.PathLike | None = None, kid_subsets: int = 100) -> "Yardstick":
         """The shipped classifier, the real sprite set it was trained on (checked by sha256), the shipped
         DDPM-500 reference figures."""
         features = SpriteFeatures(classifier)
@@ -128,7 +129,7 @@ class Yardstick:
         if want != dataset_sha256(images, labels, names):
             raise DdpmEdgeError(f"the real sprite set differs from the one the classifier was trained on "
                                 f"(dataset sha256 {want[:12] if want else 'unrecorded'}…)")
-        return cls(features, images, labels, reference if reference is not None else DEFAULT_REFERENCE)
+        return cls(features, images, labels, reference if reference is not None else DEFAULT_REFERENCE, kid_subsets)
 
     # -- measuring ------------------------------------------------------------------------------------
 
@@ -144,8 +145,8 @@ class Yardstick:
         per_class = {name: float((guess[requested == k] == k).mean())
                      for k, name in enumerate(self.class_names) if np.any(requested == k)}
         return QualityReport(fd=frechet_distance(*feature_stats(features), *self.real_stats),
-                             kid=kid(features, self.real_features), precision=precision, recall=recall,
-                             accuracy=class_accuracy(logits, requested), n=len(sprites), per_class=per_class,
+                             kid=kid(features, self.real_features, self.kid_subsets), precision=precision,
+                             recall=recall, accuracy=class_accuracy(logits, requested), n=len(sprites), per_class=per_class,
                              config=config, seed=seed)
 
     def real_noise(self, splits: int = 5, seed: int = 0) -> dict:
@@ -157,8 +158,9 @@ class Yardstick:
             order = rng.permutation(len(self.real_features))
             a, b = self.real_features[order[::2]], self.real_features[order[1::2]]
             p, r = precision_recall(a, b)
-            rows.append(QualityReport(fd=frechet_distance(*feature_stats(a), *feature_stats(b)), kid=kid(a, b),
-                                      precision=p, recall=r, accuracy=float("nan"), n=len(b)))
+            rows.append(QualityReport(fd=frechet_distance(*feature_stats(a), *feature_stats(b)),
+                                      kid=kid(a, b, self.kid_subsets), precision=p, recall=r, accuracy=float("nan"),
+                                      n=len(b)))
         summary = {k: v for k, v in summarize(rows).items() if k != "accuracy"}
         summary["accuracy"] = {"held_out": self.classifier.metadata.get("held_out_accuracy"),
                                "held_out_n": self.classifier.metadata.get("held_out")}

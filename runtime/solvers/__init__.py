@@ -7,6 +7,7 @@ UNet once per timestep with t = i / T and draws z where `needs_noise(i)`.
     dpmpp-2m      DPM-Solver++(2M)                                     dpmpp_2m.py
     dpmpp-2m-sde  SDE-DPM-Solver++(2M), midpoint                       dpmpp_2m_sde.py
     dpmpp-3m-sde  SDE-DPM-Solver++(3M)                                 dpmpp_3m_sde.py
+    unipc         UniPC (bh2), predictor-corrector                     unipc.py
 
 Multistep solvers keep their history inside: `make_sampler` returns a fresh instance, one per trajectory.
 Shapes: x, eps, z are [N, C, H, W] float32. The torch twin of ddpm/ddim lives in ddpm_ref/sampling.py.
@@ -25,6 +26,7 @@ from .dpmpp_2m import DPMSolverPP2M
 from .dpmpp_2m_sde import DPMSolverPP2MSDE
 from .dpmpp_3m_sde import DPMSolverPP3MSDE
 from .spacing import SPACINGS, make_timesteps
+from .unipc import UniPC
 
 SAMPLERS = {
     "ddpm": DDPMSampler,
@@ -32,6 +34,7 @@ SAMPLERS = {
     "dpmpp-2m": DPMSolverPP2M,
     "dpmpp-2m-sde": DPMSolverPP2MSDE,
     "dpmpp-3m-sde": DPMSolverPP3MSDE,
+    "unipc": UniPC,
 }
 DEFAULT_SAMPLER = "ddpm"       # what ddpm-run and SpriteGenerator use when no sampler is named
 DEFAULT_STEPS = {              # None: all T steps
@@ -40,6 +43,7 @@ DEFAULT_STEPS = {              # None: all T steps
     "dpmpp-2m": 20,
     "dpmpp-2m-sde": 20,
     "dpmpp-3m-sde": 20,
+    "unipc": 10,
 }
 GPU_LOOP_SAMPLERS = ("ddpm", "ddim")   # the fused device loop (runtime/backends/loop_graph.py) has only these steps
 SAMPLER_HELP = {
@@ -48,6 +52,7 @@ SAMPLER_HELP = {
     "dpmpp-2m": "DPM-Solver++(2M), deterministic",
     "dpmpp-2m-sde": "SDE-DPM-Solver++(2M), stochastic",
     "dpmpp-3m-sde": "SDE-DPM-Solver++(3M), stochastic",
+    "unipc": "UniPC bh2 predictor-corrector, deterministic",
 }
 
 
@@ -99,5 +104,5 @@ def make_sampler(name: str, schedule: Schedule, steps: int | None = None, eta: f
 
 
 __all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "DEFAULT_DDIM_STEPS", "GPU_LOOP_SAMPLERS", "SPACINGS",
-           "DDPMSampler", "DDIMSampler", "DPMSolverPP2M", "DPMSolverPP2MSDE", "DPMSolverPP3MSDE", "make_sampler",
+           "DDPMSampler", "DDIMSampler", "DPMSolverPP2M", "DPMSolverPP2MSDE", "DPMSolverPP3MSDE", "UniPC", "make_sampler",
            "make_timesteps", "check_sampler", "default_steps"]

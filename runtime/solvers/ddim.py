@@ -37,13 +37,19 @@ class DDIMSampler:
         self.eta = float(eta)
         self._prev = dict(zip(self.timesteps, self.timesteps[1:] + [0]))
         self._coef = {}                                   # i -> (a, b, σ) float32, η > 0 only
+        self._sigma = {}                                  # i -> σ_i float64, η > 0 only
         if self.eta > 0:
             ab = schedule.alphas_cumprod.astype(np.float64)
             for i, p in self._prev.items():
                 sigma = self.eta * np.sqrt((1.0 - ab[p]) / (1.0 - ab[i])) * np.sqrt(1.0 - ab[i] / ab[p])
+                self._sigma[i] = float(sigma)
                 direction = np.sqrt(max(1.0 - ab[p] - sigma ** 2, 0.0))
                 a = np.sqrt(ab[p]) / np.sqrt(ab[i])
                 self._coef[i] = (np.float32(a), np.float32(direction - a * np.sqrt(1.0 - ab[i])), np.float32(sigma))
+
+    def sigma(self, i: int) -> float:
+        """σ_i of eq. 16 (float64), 0 at η = 0."""
+        return self._sigma.get(i, 0.0)
 
     def needs_noise(self, i: int) -> bool:
         return self.eta > 0 and self.prev(i) > 0

@@ -29,6 +29,8 @@ from ..schedule import Schedule
 from .spacing import make_timesteps
 
 LOWER_ORDER_BELOW = 15     # fewer steps than this: the second-to-last step uses order ≤ 2 (diffusers' lower_order_final)
+_TABLES: dict = {}         # (class, order, schedule, steps, spacing) -> the tables, computed once
+MAX_TABLES = 256
 
 
 class MultistepSolver:
@@ -38,19 +40,34 @@ class MultistepSolver:
     name = "multistep"
     order = 1
     stochastic = False
+    TABLES = ("timesteps", "alpha", "sigma", "lambda_", "plan")   # per (schedule, steps, spacing), shared
 
     def __init__(self, schedule: Schedule, steps: int, spacing: str = "uniform"):
         self.schedule = schedule
         self.spacing = spacing
         self.timesteps = make_timesteps(schedule, steps, spacing)
-        ab = schedule.alphas_cumprod.astype(np.float64)[np.array(self.timesteps + [0])]     # [K+1], last = 1
+        key = (type(self), self.order, schedule, int(steps), spacing)
+        tables = _TABLES.get(key)
+        if tables is None:
+            self._make_tables()
+            if len(_TABLES) >= MAX_TABLES:
+                _TABLES.clear()
+            _TABLES[key] = {name: getattr(self, name) for name in self.TABLES if name != "timesteps"}
+        else:
+            self.__dict__.update(tables)
+        self.history: list[np.ndarray] = []      # data predictions m, newest last, at most `order`
+        self._k = 0                              # the next step number
+        self._scratch: np.ndarray | None = None  # [N, C, H, W] float32, for products added in place
+
+    def _make_tables(self) -> None:
+        ab = self.schedule.alphas_cumprod.astype(np.float64)[np.array(self.timesteps + [0])]  # [K+1], last = 1
         self.alpha = np.sqrt(ab)                                                             # [K+1]
         self.sigma = np.sqrt(1.0 - ab)                                                       # [K+1], last = 0
         with np.errstate(divide="ignore"):
             self.lambda_ = np.log(self.alpha) - np.log(self.sigma)                          # [K+1], last = +inf
-        self.plan = [self._plan(k) for k in range(len(self.timesteps))]
-        self.history: list[np.ndarray] = []      # data predictions m, newest last, at most `order`
-        self._k = 0                              # the next step number
+        for array in (self.alpha, self.sigma, self.lambda_):
+            array.flags.writeable = False
+        self.plan = tuple(self._plan(k) for k in range(len(self.timesteps)))
 
     def step_order(self, k: int) -> int:
         K = len(self.timesteps)
@@ -75,18 +92,29 @@ class MultistepSolver:
                      sigma_s0: float) -> tuple[float, tuple[float, ...], float]:
         raise NotImplementedError
 
-    def needs_noise(self, i: int) -> bool:
-        return self.stochastic and i != self.timesteps[-1]
+    def _add(self, out: np.ndarray, v: np.ndarray, w: np.float32) -> None:
+        """out += v · w without a temporary array (the same float32 rounding as `out += v * w`)."""
+        if self._scratch is None or self._scratch.shape != v.shape:
+            self._scratch = np.empty(v.shape, dtype=np.float32)
+        np.multiply(v, w, out=self._scratch)
+        out += self._scratch
 
-    def step(self, x: np.ndarray, eps: np.ndarray, i: int, z: np.ndarray | None = None) -> np.ndarray:
+    def _check_step(self, i: int) -> int:
         k = self._k
         if k >= len(self.timesteps) or self.timesteps[k] != i:
             expected = self.timesteps[k] if k < len(self.timesteps) else "none (trajectory finished)"
             raise DdpmEdgeError(f"{self.name} expected step index {expected}, got {i}: "
                                 "use a fresh solver (make_sampler) for each trajectory, in timestep order")
+        return k
+
+    def needs_noise(self, i: int) -> bool:
+        return self.stochastic and i != self.timesteps[-1]
+
+    def step(self, x: np.ndarray, eps: np.ndarray, i: int, z: np.ndarray | None = None) -> np.ndarray:
+        k = self._check_step(i)
         p, q, a, weights, c = self.plan[k]
         m0 = np.multiply(x, p, dtype=np.float32)                 # m0 = p·x + q·eps
-        m0 += eps * q
+        self._add(m0, eps, q)
         self.history.append(m0)
         del self.history[:-self.order]
         self._k = k + 1
@@ -94,9 +122,9 @@ class MultistepSolver:
             return m0
         out = np.multiply(x, a, dtype=np.float32)
         for w, m in zip(weights, reversed(self.history)):
-            out += m * w
+            self._add(out, m, w)
         if c is not None:
             if z is None:
                 raise DdpmEdgeError(f"{self.name} step at index {i} needs noise z")
-            out += z * c
+            self._add(out, z, c)
         return out

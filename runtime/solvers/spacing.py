@@ -12,6 +12,8 @@ spacings may visit fewer than `steps` indices when steps is close to T.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..errors import DdpmEdgeError
@@ -61,8 +63,13 @@ def karras(schedule: Schedule, steps: int, rho: float = KARRAS_RHO) -> list[int]
     return _to_indices(_index_of(np.log(sigma), np.log(targets)))
 
 
+@lru_cache(maxsize=256)          # a solver is made per trajectory: compute each spacing once
+def _timesteps(schedule: Schedule, steps: int, spacing: str) -> tuple[int, ...]:
+    return tuple({"uniform": uniform, "logsnr": logsnr, "karras": karras}[spacing](schedule, steps))
+
+
 def make_timesteps(schedule: Schedule, steps: int, spacing: str = "uniform") -> list[int]:
     if not isinstance(spacing, str) or spacing.lower() not in SPACINGS:
         raise DdpmEdgeError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     _check(schedule, steps)
-    return {"uniform": uniform, "logsnr": logsnr, "karras": karras}[spacing.lower()](schedule, int(steps))
+    return list(_timesteps(schedule, int(steps), spacing.lower()))

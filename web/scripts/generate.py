@@ -19,9 +19,9 @@ from ddpm_edge.runtime import __version__, solvers
 from ddpm_edge.runtime.api import AUTO_FRAMES
 from ddpm_edge.runtime.assets import records
 from ddpm_edge.runtime.assets.images import to_uint8
-from ddpm_edge.runtime.assets.outputs import SheetLayout, atlas_dict, sprite_names
+from ddpm_edge.runtime.assets.outputs import Batch, SheetLayout, atlas_dict, sprite_names
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES, INPUT_NAMES, OUTPUT_NAMES, ModelSpec
-from ddpm_edge.runtime.params import GenerationParams, RECORD_DEFAULTS
+from ddpm_edge.runtime.params import GenerationParams
 from ddpm_edge.runtime.rng import PhiloxNoise, philox4x32, philox_normal, uniforms
 from ddpm_edge.runtime.sampling import DEFAULT_RNG, RNGS, guided, sample
 from ddpm_edge.runtime.schedule import Schedule, ddim_timesteps
@@ -43,9 +43,9 @@ def contract() -> dict:
         "samplers": list(solvers.SAMPLERS),
         "default_steps": dict(getattr(solvers, "DEFAULT_STEPS", {"ddim": solvers.DEFAULT_DDIM_STEPS})),
         "rngs": list(RNGS), "default_rng": DEFAULT_RNG, "web_rng": "philox",
-        "params": params, "record_defaults": RECORD_DEFAULTS,
+        "params": params,
         "layout": SheetLayout().as_dict(),
-        "record": {"chunk_key": records.CHUNK_KEY, "format": records.RECORD_FORMAT},
+        "record": {"chunk_key": records.CHUNK_KEY, "format": records.RECORD_FORMAT, "v1_defaults": records.V1_DEFAULTS},
         "auto_frames": AUTO_FRAMES,
     }
 
@@ -127,6 +127,14 @@ def golden() -> dict:
     names = sprite_names(["food"] * 4 + ["sprite", "mix"])
     out["atlas"] = {"names": names, "layout": layout.as_dict(), "size": [16, 16],
                     "atlas": atlas_dict(names, (16, 16), layout, "food.png", 3, __version__)}
+    params = GenerationParams(n=6, sampler="dpmpp-2m-sde", steps=10, seed=7, context="food", guidance=2.0,
+                              spacing="logsnr", rng="philox")
+    batch = Batch(samples=np.zeros((6, 3, 16, 16), np.float32), sprites=np.zeros((6, 16, 16, 3), np.uint8),
+                  names=tuple(names), params=params, model_sha256="ab" * 32, model_path="unet.onnx",
+                  version=__version__, backend="onnxruntime-web")
+    record = batch.record(layout)
+    chunk = records.png_info(record).chunks[0][1]           # the iTXt payload ddpm-run writes
+    out["record"] = {"params": params.as_dict(), "layout": layout.as_dict(), "itxt": list(chunk)}
     return out
 
 

@@ -22,6 +22,8 @@ export function resolveParams(given, T) {
   const p = { ...contract.params, rng: contract.web_rng, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v != null)) };
   if (!Number.isInteger(p.n) || p.n < 1 || p.n > MAX_SAMPLES) throw new RangeError(`number of sprites must be an integer, at least 1 and at most ${MAX_SAMPLES}, got ${p.n}`);
   p.sampler = String(p.sampler).toLowerCase();
+  if (p.eta != null && (typeof p.eta !== "number" || !Number.isFinite(p.eta))) throw new RangeError(`eta must be a number from 0 to 1, got ${p.eta}`);
+  if (p.spacing != null) p.spacing = String(p.spacing).toLowerCase();
   if (p.steps != null && (!Number.isInteger(p.steps) || p.steps < 1)) throw new RangeError(`steps must be a positive integer, got ${p.steps}`);
   if (p.seed != null && !(Number.isSafeInteger(p.seed) && p.seed >= 0)) throw new RangeError(`seed must be a non-negative integer, got ${p.seed}`);
   if (typeof p.guidance !== "number" || !Number.isFinite(p.guidance) || p.guidance < 0) throw new RangeError(`guidance must be a finite number >= 0, got ${p.guidance}`);
@@ -31,7 +33,7 @@ export function resolveParams(given, T) {
   p.background = null;
   if (p.rng !== "philox") throw new RangeError(`the browser draws noise with philox only, got rng ${JSON.stringify(p.rng)}`);
   p.seed = p.seed ?? globalThis.crypto.getRandomValues(new Uint32Array(1))[0] % 2 ** SEED_BITS;
-  p.steps = p.steps ?? (p.sampler === "ddpm" ? T : DEFAULT_STEPS[p.sampler] ?? DEFAULT_STEPS.ddim);
+  p.steps = p.steps ?? DEFAULT_STEPS[p.sampler] ?? T;
   return p;
 }
 
@@ -67,7 +69,7 @@ export class SpriteGenerator {
    */
   async generateBatch(params = {}, { progress = null } = {}) {
     const p = resolveParams(params, this.spec.T);
-    const sampler = makeSampler(p.sampler, this.schedule, { steps: p.steps });
+    const sampler = makeSampler(p.sampler, this.schedule, { steps: p.steps, eta: p.eta ?? 0, spacing: p.spacing ?? "uniform" });
     const shape = [p.n, this.spec.channels, this.spec.height, this.spec.width];
     const c = parseContext(this.spec, p.context, p.n);
     const samples = await sample(guided(this.unet, p.guidance), sampler, shape, c, makeNoise(p.rng, p.seed), progress);
@@ -75,6 +77,7 @@ export class SpriteGenerator {
       samples, sprites: toUint8(samples, shape), spriteShape: [p.n, shape[2], shape[3], shape[1]],
       names: spriteNames(this.contextLabels(p.context, p.n)), params: p,
       modelSha256: this.unet.sha256, modelPath: this.unet.path, version: VERSION,
+      backend: this.unet.backend ?? "onnxruntime-web", precision: this.unet.precision ?? "fp32",
     };
   }
 }

@@ -10,3 +10,4 @@ export { Cancelled, InjectedNoise, guided, sample, toUint8 } from "./sampling.js
 export { atlasDict, batchAtlas, batchRecord, fixedLayout, pyJson, sheetPng, spriteNames } from "./assets/outputs.js";
 export { makeSheet, sheetGeometry } from "./assets/images.js";
 export { encodePng } from "./assets/png.js";
+export { paramsFromRecord, readRecord } from "./assets/records.js";

@@ -77,3 +77,26 @@ test("ONNX metadata is read from the shipped model", () => {
   assert.equal(JSON.parse(meta.context_names).length, Number(meta.n_cfeat));
   assert.throws(() => readOnnxMetadata(new Uint8Array([0x0a, 0x50, 1])), /not an ONNX model/);
 });
+
+test("the sheet's record is byte for byte the iTXt payload ddpm-run writes, and reads back", async () => {
+  const { batchRecord } = await import("../src/assets/outputs.js");
+  const { readRecord, paramsFromRecord } = await import("../src/assets/records.js");
+  const { resolveParams } = await import("../src/api.js");
+  const g = golden.record;
+  const params = resolveParams(g.params, 500);
+  assert.deepEqual(params, g.params);
+  const batch = { params, modelPath: "unet.onnx", modelSha256: "ab".repeat(32), version: contract.version,
+    backend: "onnxruntime-web", precision: "fp32" };
+  const record = batchRecord(batch, g.layout);
+  const text = pyJson(record);
+  const payload = [...new TextEncoder().encode("ddpm-edge"), 0, 0, 0, 0, 0, ...new TextEncoder().encode(text)];
+  assert.deepEqual(payload, g.itxt);
+  const png = await encodePng({ width: 1, height: 1, channels: 3, pixels: new Uint8Array(3) }, { "ddpm-edge": text });
+  const back = readRecord(png);
+  assert.deepEqual(back, JSON.parse(text));
+  assert.deepEqual(paramsFromRecord(back).params, g.params);
+  assert.throws(() => paramsFromRecord({ ...back, rng: "pcg64" }, "old.png"), /old.png was made with pcg64 noise/);
+  assert.throws(() => readRecord(new Uint8Array([1, 2, 3]), "x.png"), /x.png is not a PNG/);
+  const plain = await encodePng({ width: 1, height: 1, channels: 3, pixels: new Uint8Array(3) });
+  assert.throws(() => readRecord(plain, "p.png"), /p.png carries no ddpm-edge generation parameters/);
+});

@@ -67,12 +67,12 @@ export function pyJson(value, key = null) {
   return JSON.stringify(value);
 }
 
-/** The record every PNG of a batch carries (Batch.record): params, fixed layout, model, version. */
+/** The record every PNG of a batch carries (Batch.record): every parameter, the fixed layout, model,
+ *  version, backend and precision. */
 export function batchRecord(batch, layout) {
-  const params = { ...batch.params };
-  if (params.rng === "pcg64") delete params.rng;          // records without "rng" are pcg64
-  return { format: contract.record.format, ...params, ...fixedLayout(layout, batch.params.n),
-    model: batch.modelPath, model_sha256: batch.modelSha256, version: batch.version };
+  return { format: contract.record.format, ...batch.params, ...fixedLayout(layout, batch.params.n),
+    model: batch.modelPath, model_sha256: batch.modelSha256, version: batch.version,
+    backend: batch.backend, precision: batch.precision };
 }
 
 /** The sheet PNG (Uint8Array) of a batch, with its `ddpm-edge` record. */
