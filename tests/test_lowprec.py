@@ -228,6 +228,9 @@ def test_ddpm_run_bad_choices_and_gated_first_use(tmp_path, cache):
     assert_one_line(cli("ddpm-run", "--backend", "tensorrt", "-o", tmp_path / "a.png"), "needs a .plan engine", 2)
     assert_one_line(cli("ddpm-run", "--precision", "bf16", "--gpu-loop", "-o", tmp_path / "a.png"),
                     "onnxruntime only", 2)
+    result = cli("ddpm-run", "--precision", "bf16", "--sampler", "ddpm", "-o", tmp_path / "a.png",
+                 env={"DDPM_EDGE_CACHE": str(cache / "cache")})   # unmeasured, too long to measure at run
+    assert_one_line(result, "no quality verdict at ddpm:500 yet", 2)
     # a cached refusal for exactly this run's config: ddpm-run refuses with the figures, writes nothing
     bf16 = load_unet(shipped, precision="bf16")
     config = gate.GateConfig("ddim", 3, 0.0)
