@@ -249,3 +249,26 @@ def test_ddpm_run_bad_choices_and_gated_first_use(tmp_path, cache):
     again = tmp_path / "again.png"   # the record names openvino bf16: --from regenerates on it, same bytes
     result = cli("ddpm-run", "--from", out, "-o", again, "-q", env={"DDPM_EDGE_CACHE": str(cache / "cache")})
     assert result.returncode == 0 and again.read_bytes() == out.read_bytes(), result.stderr
+
+
+def test_shipped_int8_ir_carries_its_metadata_and_weights_hash(tmp_path):
+    """weights/unet_int8.xml (ddpm-export --int8 -o unet_int8.xml): int8, spec from rt_info, close to fp32,
+    and refused beside weights it was not written with."""
+    xml = default_model_path().with_name("unet_int8.xml")
+    unet, ref = load_unet(xml), load_unet(device="cpu")
+    assert (unet.backend, unet.precision, unet.inference_precision) == ("openvino", "int8", "f32")
+    assert unet.spec.context_names == ref.spec.context_names and unet.spec.extra["source_onnx_sha256"] == ref.sha256
+    x, t, c = inputs(16)
+    err = float(np.abs(unet(x, t, c) - ref(x, t, c)).mean())
+    assert 0 < err < 0.05, err
+    with pytest.raises(DdpmEdgeError, match="only as --precision int8"):
+        load_unet(xml, precision="bf16")
+    (tmp_path / "m.xml").write_bytes(xml.read_bytes())
+    weights = bytearray(xml.with_suffix(".bin").read_bytes())
+    weights[-1] ^= 1
+    (tmp_path / "m.bin").write_bytes(bytes(weights))
+    with pytest.raises(DdpmEdgeError, match="not the weights m.xml was written with"):
+        load_unet(tmp_path / "m.xml")
+    (tmp_path / "m.bin").unlink()
+    with pytest.raises(DdpmEdgeError, match="needs its weights m.bin"):
+        load_unet(tmp_path / "m.xml")
