@@ -34,7 +34,7 @@ from .files import sha256_file
 from .gate import GateConfig, check as check_gate, needs_gate
 from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
-from .params import GenerationParams, check_context_list
+from .params import GenerationParams, check_context_list, default_guidance
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
 from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
@@ -121,13 +121,15 @@ class SpriteGenerator:
         return self.unet.sha256
 
     def generate_raw(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
-                     steps: int | None = None, guidance: float = 0.0, noise=None,
+                     steps: int | None = None, guidance: float | None = None, noise=None,
                      progress: Progress | None = None, eta: float = 0.0, spacing: str = "uniform",
                      rng: str = DEFAULT_RNG) -> np.ndarray:
         """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py).
         `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim); without `noise`, the noise comes from `seed` through the generator `rng`."""
         GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance, eta=eta,
                          spacing=spacing, rng=rng)  # the one set of checks
+        if guidance is None:   # w = 2 for a class with a modern solver (params.default_guidance)
+            guidance = default_guidance(sampler, context)
         check_limit("a run's sample size n·C·H·W", n * int(np.prod(self.spec.sample_shape)), MAX_SAMPLE_VALUES,
                     "ask for fewer sprites")
         schedule = self.spec.schedule
@@ -146,7 +148,7 @@ class SpriteGenerator:
                                        progress=progress))
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
-                 steps: int | None = None, guidance: float = 0.0, background: str | None = None,
+                 steps: int | None = None, guidance: float | None = None, background: str | None = None,
                  tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None,
                  eta: float = 0.0, spacing: str = "uniform", rng: str = DEFAULT_RNG) -> np.ndarray:
         """uint8 sprites [n, H, W, C]: as drawn (background None), with the background keyed to alpha

@@ -11,7 +11,7 @@ from .api import render
 from .assets.background import DEFAULT_TOLERANCE
 from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
 from .assets.outputs import DEFAULT_FRAME_MS, Targets
-from .solvers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPACINGS
+from .solvers import DEFAULT_CLASS_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPACINGS
 
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
@@ -63,7 +63,8 @@ def run(
     context: Optional[str] = typer.Option(None, "--context", "-c",
                                           help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
-                                                        "(default 0)"),
+                                                        f"(default {DEFAULT_CLASS_GUIDANCE:g} when a class is asked for with a "
+                                                        "modern solver; 0 for ddpm, ddim and unconditional runs)"),
     rng: Optional[RngName] = typer.Option(None, "--rng", help="noise generator: pcg64 (NumPy's) or philox (portable: "
                                                             "the same noise in the browser)"),
     out: Path = typer.Option(Path("sprites.png"), "--out", "-o", help="sprite sheet .png, or .npy for raw float32 samples"),
