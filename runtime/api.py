@@ -39,6 +39,7 @@ from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
 from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
 
+MAX_GATE_STEPS_AT_RUN = 50   # an unmeasured config of more steps is measured by benchmarks/lowprec_gate.py, not at run
 AUTO_FRAMES = 30  # frames_every="auto": about this many denoising frames, whatever the step count
 
 
@@ -292,18 +293,18 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     if sprite is not None and sprite >= params.n:
         raise DdpmEdgeError(f"{source} is sprite {sprite} of its batch, but only {params.n} would be generated")
     options = dict(load_options or {})
+    if record and options.get("backend", "auto") == "auto" and options.get("precision") is None \
+            and record.get("backend") in ("onnxruntime", "openvino", "tensorrt"):
+        # the recorded engine, unless the caller chose one: a bf16 sheet regenerates on OpenVINO bf16
+        options.update(backend=record["backend"], precision=record.get("precision") or None)
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
-    if record and options.get("backend", "auto") == "auto" and options.get("precision") is None:
-        engine_record = (record.get("backend", "onnxruntime"), record.get("precision", "fp32"))
-        if engine_record != ("onnxruntime", "fp32"):     # reproduce on the recorded engine unless told otherwise
-            options["backend"], options["precision"] = engine_record
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
     if needs_gate(generator.unet):   # bf16/int8 run only once the yardstick found them equal to fp32
         r = params.resolved(generator.spec.T)
         check_gate(generator.unet, GateConfig(r.sampler, r.steps, r.guidance, r.eta, r.spacing),
-                   log=log or (lambda message: None))
+                   run=r.steps <= MAX_GATE_STEPS_AT_RUN, log=log or (lambda message: None))
     spec = generator.spec   # every size is checked before sampling (an animation's frame count: at most)
     layout.check_size(params.n, spec.height, spec.width,
                       frames=AUTO_FRAMES + 1 if targets.animation and not targets.frames_every else 0)
