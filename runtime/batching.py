@@ -73,7 +73,7 @@ def make_trajectory(generator: SpriteGenerator, params: GenerationParams) -> sam
 def make_batch(generator: SpriteGenerator, params: GenerationParams, samples: np.ndarray) -> Batch:
     """x_0 [n,C,H,W] of resolved `params` → the Batch `generator.generate_batch` returns (no frames)."""
     from . import __version__
-    sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
+    sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
     return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(generator.context_labels(params))),
                  params=params, model_sha256=generator.model_sha256, model_path=generator.model_path,
                  version=__version__, backend=getattr(generator.unet, "backend", "onnxruntime"),

@@ -27,7 +27,7 @@ import numpy as np
 import typer
 
 from ddpm_edge.runtime.assets.outputs import SheetLayout, Targets, write_outputs
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, run_app
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, run_app, version_option
 from ddpm_edge.runtime.errors import DdpmEdgeError, MissingDependency
 from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes, sha256_file
 from ddpm_edge.runtime.params import SEED_BITS, GenerationParams
@@ -250,6 +250,7 @@ def batch(
     backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt, as ddpm-run --backend"),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16, int8 or fp16, as ddpm-run --precision"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or summary"),
+    version: bool = version_option("ddpm-batch"),
 ) -> None:
     """Write TOTAL sprites as sheets of PER_SHARD into OUT/shards with a manifest; a rerun skips complete
     shards and regenerates the others byte for byte."""

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, run_app
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, run_app, version_option
 from ddpm_edge.runtime.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_N, DEFAULT_MAX_QUEUED_ROWS
 from ddpm_edge.runtime.errors import DdpmEdgeError, MissingDependency
 
@@ -36,6 +36,7 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level (info logs every request)"),
     keep_alive: int = typer.Option(75, help="seconds an idle HTTP keep-alive connection stays open (a client "
                                             "reusing one the server just closed sees a failed request)"),
+    version: bool = version_option("ddpm-serve"),
 ) -> None:
     """Serve POST /v1/generate (ddpm-run's settings as JSON; format png|atlas|zip|npy), GET /v1/models,
     /healthz, /readyz, /metrics. Ctrl-C or SIGTERM drains and stops."""
