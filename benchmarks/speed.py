@@ -1,191 +1,168 @@
-"""The CPU benchmark: every engine per UNet call, and 16 sprites end to end, in one interleaved run.
+"""The CPU benchmark: the machine's matmul peak, every engine per UNet call, and 16 sprites end to end,
+in one interleaved run, with the yardstick's verdict beside each end-to-end row.
 
-    python benchmarks/speed.py [--sizes 1,16,64,256] [--rounds 9] [--e2e-rounds 3] [--out benchmarks/results/speed]
+    python benchmarks/speed.py [--sizes 1,16,64,256] [--budget 240] [--e2e-rounds 3] [--out benchmarks/results/speed]
 
-1. The machine's matmul peak, fp32 and bf16 (torch, 2048² matmul), so each engine's rate reads as a fraction
-   of what this CPU can do.
+1. Matmul peak, fp32 and bf16 (torch, 2048² matmul, all threads): each engine's rate also reads as a
+   fraction of what this CPU can do.
 2. Per UNet call at each n: torch eager fp32, torch bf16 autocast, ONNX Runtime fp32 and int8, OpenVINO
-   fp32 / bf16 / int8 (an engine that is not installed or has no model is listed with the reason). Rounds
-   are interleaved (every engine once per round, in rotated order) so load drift hits all alike; medians.
-3. 16 sprites end to end (noise, steps, context and glue included): the course's path (torch eager,
-   DDPM-500), a torch pipeline with our default fast solver (what a torch user would write: diffusers'
-   scheduler driving the torch model), and ours — the default configuration and each precision / backend
-   with the same solver and steps. Beside each row, its quality by the yardstick
-   (benchmarks/results/yardstick.json, from benchmarks/yardstick.py) where that configuration was measured.
+   fp32 / bf16 / int8 (benchmarks/engines.py: interleaved rounds, medians; a missing engine is listed
+   with the reason; the int8 models are exported once into the cache when not shipped).
+3. 16 sprites end to end (noise, steps, guidance, context and glue included), interleaved rounds, medians:
+   the course's path (torch eager, DDPM-500), a torch pipeline with our default fast solver (what a torch
+   user would write: diffusers' scheduler driving the torch model), ours with the course's DDPM-500 on
+   ONNX Runtime, and ours with the default configuration on every engine. Beside each row, the
+   yardstick's verdict against DDPM-500 (benchmarks/results/yardstick.json, benchmarks/yardstick.py) and,
+   for low-precision engines, the quality gate's verdict against their fp32 twin (runtime/gate.py).
 
-Progress is printed as it goes; the whole run takes about 10 minutes on the project's 2-core machine.
-Writes OUT.md (tables), OUT.json (every number) and OUT.png (plot, with matplotlib). Needs the export
-extra (torch) and, for the OpenVINO rows, the openvino extra.
+Progress is printed as it goes; about 10 minutes on the project's 2-core machine. Writes OUT.md (tables),
+OUT.json (every number) and OUT.png (plot, with matplotlib). Needs the export extra (torch) and, for the
+OpenVINO rows, the openvino extra.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ddpm_edge.ddpm_ref import sampling as ref
-from ddpm_edge.ddpm_ref.checkpoint import load_checkpoint
-from ddpm_edge.runtime import __version__
-from ddpm_edge.runtime.api import SpriteGenerator
-from ddpm_edge.runtime.backends import default_model_path, load_unet
-from ddpm_edge.runtime.params import GenerationParams
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engines import (MACS_PER_SPRITE, cpu_name, int8_model, interleaved, runtime_engine, say,  # noqa: E402
+                     torch_engines)
+
+from ddpm_edge.ddpm_ref import sampling as ref  # noqa: E402
+from ddpm_edge.ddpm_ref.checkpoint import load_checkpoint  # noqa: E402
+from ddpm_edge.runtime import __version__  # noqa: E402
+from ddpm_edge.runtime.api import SpriteGenerator  # noqa: E402
+from ddpm_edge.runtime.backends import default_model_path  # noqa: E402
+from ddpm_edge.runtime.params import GenerationParams  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-MACS_PER_SPRITE = 150.6e6   # counted from the course UNet's layer shapes (3×16×16, n_feat 64)
+COURSE = "course: torch eager, DDPM-500"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each fn over `rounds` rounds; each round calls every fn once, the order rotated."""
-    names = list(fns)
-    for name in names:
-        for _ in range(warmup):
-            fns[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a size² matmul in `dtype` on all threads (median)."""
+def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 3.0) -> float:
+    """GFLOP/s of a size² matmul in `dtype` on all threads (median of the calls in `seconds`)."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    seconds = interleaved({"mm": lambda: torch.mm(a, b)}, repeats, warmup=2)["mm"]
-    return 2 * size ** 3 / seconds / 1e9
+    medians = interleaved({"mm": lambda: torch.mm(a, b)}, lambda: (), seconds, min_rounds=5, max_rounds=50)
+    return 2 * size ** 3 / medians["mm"][0] / 1e9
 
 
-@dataclass
-class Engine:
-    name: str
-    call: Callable | None          # (x, t, c) numpy → eps, or None when unavailable
-    why: str = ""
-
-
-def torch_engines(model) -> list[Engine]:
-    def eager(x, t, c):
-        with torch.no_grad():
-            return model(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(c))
-
-    def bf16(x, t, c):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return model(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(c))
-
-    return [Engine("torch eager fp32", eager), Engine("torch bf16 autocast", bf16)]
-
-
-def runtime_engine(name: str, path: Path | None, **options) -> Engine:
-    """One of our backends through the runtime's own loader, or the reason it is unavailable."""
-    if path is None or not Path(path).exists():
-        return Engine(name, None, f"no model file ({path})")
-    try:
-        unet = load_unet(path, device="cpu", **options)
-    except Exception as e:  # the benchmark lists what it cannot run
-        return Engine(name, None, str(e).splitlines()[0][:120])
-    return Engine(name, unet)
-
-
-def per_call(engines: list[Engine], sizes: list[int], rounds: int) -> list[dict]:
+def per_call(engines: dict, sizes: list[int], budget: float) -> list[dict]:
+    """Median ms per UNet call for every live engine at each n (interleaved rounds)."""
+    live = {k: v for k, v in engines.items() if callable(v)}
+    weight = {n: max(n, 8) for n in sizes}     # the budget share grows with the work per call
     rows = []
-    live = [e for e in engines if e.call is not None]
     for n in sizes:
-        rng = np.random.default_rng(n)
-        x = rng.standard_normal((n, 3, 16, 16), dtype=np.float32)
-        t = rng.uniform(0, 1, (n, 1)).astype(np.float32)
-        c = np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)]
-        medians = interleaved({e.name: (lambda e=e: e.call(x, t, c)) for e in live}, rounds, warmup=2)
-        for e in engines:
-            ms = medians.get(e.name)
-            rows.append({"n": n, "engine": e.name, "ms": None if ms is None else ms * 1e3, "why": e.why,
-                         "gflops": None if ms is None else 2 * MACS_PER_SPRITE * n / ms / 1e9})
-        say(f"per call n={n}: " + ", ".join(f"{e.name} {medians[e.name] * 1e3:.2f} ms" for e in live))
+        def make_args(n=n):
+            rng = np.random.default_rng(n)
+            return (rng.standard_normal((n, 3, 16, 16), dtype=np.float32),
+                    rng.uniform(0, 1, (n, 1)).astype(np.float32),
+                    np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)])
+        medians = interleaved(live, make_args, budget * weight[n] / sum(weight.values()))
+        for name, engine in engines.items():
+            if name in medians:
+                s = medians[name][0]
+                rows.append({"n": n, "engine": name, "ms": s * 1e3, "gflops": 2 * MACS_PER_SPRITE * n / s / 1e9})
+            else:
+                rows.append({"n": n, "engine": name, "ms": None, "why": str(engine)})
+        say(f"per call n={n}: " + ", ".join(f"{k} {v[0] * 1e3:.2f} ms" for k, v in medians.items()))
     return rows
 
 
-def diffusers_pipeline(model, schedule, params: GenerationParams):
-    """A torch user's pipeline: diffusers' scheduler for the same solver, driving the torch model."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    sde = params.sampler.endswith("sde")
+def diffusers_pipeline(model, schedule, params: GenerationParams) -> Callable[[int, int], object] | None:
+    """A torch user's pipeline: diffusers' scheduler for our default solver, driving the torch model."""
+    try:
+        from diffusers import DPMSolverMultistepScheduler
+    except ImportError:
+        return None
+    if not params.sampler.startswith("dpmpp-2m"):
+        return None
     scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=schedule.T + 1, trained_betas=schedule.betas.astype(np.float64),
-        algorithm_type="sde-dpmsolver++" if sde else "dpmsolver++", solver_order=2,
+        algorithm_type="sde-dpmsolver++" if params.sampler.endswith("sde") else "dpmsolver++", solver_order=2,
         final_sigmas_type="zero", timestep_spacing="trailing", lower_order_final=True)
+    w = params.guidance
 
     def run(n: int, seed: int):
         generator = torch.Generator().manual_seed(seed)
         scheduler.set_timesteps(params.steps)
         x = torch.randn(n, 3, 16, 16, generator=generator)
-        c = torch.zeros(n, 5)
+        c = torch.eye(5)[torch.arange(n) % 5]
         with torch.no_grad():
             for step in scheduler.timesteps:
                 t = torch.full((n, 1), float(step) / schedule.T)
-                x = scheduler.step(model(x, t, c), step, x, generator=generator).prev_sample
+                if w:
+                    eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.zeros_like(c)]))
+                    eps = (1 + w) * eps[:n] - w * eps[n:]
+                else:
+                    eps = model(x, t, c)
+                x = scheduler.step(eps, step, x, generator=generator).prev_sample
         return x
     return run
 
 
-def yardstick_rows() -> list[dict]:
+def config_name(sampler: str, steps: int, guidance: float, spacing: str = "uniform", eta: float = 0.0) -> str:
+    """The yardstick's canonical config name (benchmarks/yardstick.py Config.name)."""
+    name = f"{sampler}:{steps}"
+    name += f":guidance={guidance:g}" if guidance else ""
+    name += f":spacing={spacing}" if spacing != "uniform" else ""
+    return name + (f":eta={eta:g}" if eta else "")
+
+
+def yardstick_verdicts() -> dict[str, str]:
+    """config name → 'FD x ± s, acc y: EQUAL/NOT equal to DDPM-500', from benchmarks/results/yardstick.json."""
     path = ROOT / "benchmarks" / "results" / "yardstick.json"
     if not path.is_file():
-        return []
-    data = json.loads(path.read_text())
-    return data.get("rows", data.get("configurations", []))
-
-
-def quality_of(config: dict, rows: list[dict]) -> str:
-    """The yardstick's FD and class accuracy for a configuration, where it was measured."""
-    keys = ("sampler", "steps", "guidance", "backend", "precision")
-    for row in rows:
-        if all(row.get(k, config.get(k)) == config.get(k) for k in keys if k in config):
-            fd, acc = row.get("fd"), row.get("accuracy")
-            if isinstance(fd, dict):
-                fd, acc = fd.get("mean"), (acc or {}).get("mean")
-            if fd is not None:
-                return f"FD {fd:.2f}, acc {acc:.2f}" if acc is not None else f"FD {fd:.2f}"
-    return "not measured"
+        return {}
+    out = {}
+    for row in json.loads(path.read_text()).get("rows", []):
+        s = row.get("summary", {})
+        text = (f"FD {s['fd']['mean']:.2f} ± {s['fd']['spread']:.2f}, acc {s['accuracy']['mean']:.2f}"
+                if "fd" in s and "accuracy" in s else "")
+        verdict = row.get("verdict")
+        if verdict is not None:
+            text += "; equal to DDPM-500" if verdict.get("equal") else "; NOT equal to DDPM-500"
+        elif row.get("solver") == "ddpm":
+            text += "; the reference"
+        out[row["config"]] = text
+    return out
 
 
 def end_to_end(model, schedule, ours: dict[str, SpriteGenerator], params: GenerationParams, rounds: int,
                n: int = 16) -> list[dict]:
+    """Seconds for n class-balanced sprites, each path once per round (rotated order), medians."""
+    k = 5
+    c_np = np.eye(k, dtype=np.float32)[np.arange(n) % k]
     x_T = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    c = torch.zeros(n, 5)
-    fns: dict[str, Callable] = {"course: torch eager, DDPM-500": lambda: ref.sample_ddpm(model, schedule, x_T, c)}
-    try:
-        pipeline = diffusers_pipeline(model, schedule, params)
+    fns: dict[str, Callable] = {COURSE: lambda: course_ddpm(model, schedule, x_T, torch.from_numpy(c_np))}
+    pipeline = diffusers_pipeline(model, schedule, params)
+    if pipeline is not None:
         fns[f"torch + diffusers {params.sampler}-{params.steps}"] = lambda: pipeline(n, 0)
-    except Exception as e:  # diffusers missing or the solver has no diffusers twin
-        say(f"no torch pipeline row: {str(e).splitlines()[0][:120]}")
+    settings = dict(seed=0, sampler=params.sampler, steps=params.steps, guidance=params.guidance,
+                    spacing=params.spacing, eta=params.eta)
+    first = next(iter(ours.values()))
+    fns["ours: onnxruntime fp32, DDPM-500"] = lambda: first.generate_raw(n, context=c_np, seed=0, sampler="ddpm")
     for label, generator in ours.items():
-        fns[label] = lambda g=generator: g.generate_raw(n, seed=0, sampler=params.sampler, steps=params.steps)
+        fns[label] = lambda g=generator: g.generate_raw(n, context=c_np, **settings)
     say(f"end to end, {n} sprites, {rounds} interleaved rounds: {', '.join(fns)}")
-    medians = interleaved(fns, rounds, warmup=1)
-    course = medians["course: torch eager, DDPM-500"]
-    return [{"path": name, "seconds": s, "speedup_vs_course": course / s} for name, s in medians.items()]
+    medians = interleaved({name: fn for name, fn in fns.items()}, lambda: (), 0.0, min_rounds=rounds,
+                          max_rounds=rounds)
+    course = medians[COURSE][0]
+    return [{"path": name, "seconds": s, "speedup_vs_course": course / s} for name, (s, _) in medians.items()]
+
+
+def course_ddpm(model, schedule, x_T, c):
+    """The course's sampling loop (ddpm_ref.sampling.sample_ddpm: torch eager, 500 steps, fresh noise)."""
+    with torch.no_grad():
+        return ref.sample_ddpm(model, schedule, x_T, c)
 
 
 def write_plot(out: Path, calls: list[dict], e2e: list[dict]) -> None:
@@ -195,15 +172,15 @@ def write_plot(out: Path, calls: list[dict], e2e: list[dict]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     for engine in dict.fromkeys(r["engine"] for r in calls):
         pts = [(r["n"], r["ms"] / r["n"]) for r in calls if r["engine"] == engine and r["ms"]]
         if pts:
             left.plot(*zip(*pts), marker="o", label=engine)
     left.set(xscale="log", yscale="log", xlabel="batch n", ylabel="ms per sprite per UNet call",
-             title="UNet call, per sprite")
+             title="one UNet call, per sprite (lower is better)")
     left.legend(fontsize=7)
-    right.barh([r["path"] for r in e2e], [r["seconds"] for r in e2e])
+    right.barh([r["path"] for r in e2e][::-1], [r["seconds"] for r in e2e][::-1])
     right.set(xscale="log", xlabel="seconds for 16 sprites (log)", title="16 sprites end to end")
     right.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
@@ -214,66 +191,86 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "model.pth")
     parser.add_argument("--onnx", type=Path, default=None, help="fp32 UNet (default: the shipped model)")
-    parser.add_argument("--int8-onnx", type=Path, default=ROOT / "weights" / "unet_int8.onnx")
+    parser.add_argument("--int8-onnx", type=Path, default=None)
+    parser.add_argument("--int8-xml", type=Path, default=None)
     parser.add_argument("--sizes", default="1,16,64,256")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per batch size")
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds of per-call timing over all sizes")
     parser.add_argument("--e2e-rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--e2e-n", type=int, default=16, help="sprites per end-to-end run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--smoke", action="store_true", help="check the script's workings in seconds (tests): "
+                        "n=1 per call, 2 sprites end to end, one round, no int8 export; not numbers to report")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.budget, args.e2e_rounds, args.e2e_n = "1", 0.1, 1, 2
     started = time.monotonic()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    onnx = args.onnx or default_model_path()
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    fp32 = args.onnx or default_model_path()
+    if args.smoke:   # int8 engines only when given: exporting one takes minutes
+        int8_onnx, int8_xml = args.int8_onnx or Path("(not exported in --smoke)"), args.int8_xml or Path("(none)")
+    else:
+        int8_onnx, int8_xml = int8_model(fp32, ".onnx", args.int8_onnx), int8_model(fp32, ".xml", args.int8_xml)
     model = load_checkpoint(args.weights).model.eval()
-    schedule = SpriteGenerator.load(onnx).spec.schedule
+    default_gen = SpriteGenerator.load(fp32 if args.onnx else None)
+    schedule = default_gen.spec.schedule
 
     say("matmul peak (2048², torch)")
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     say(f"peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
 
-    engines = torch_engines(model) + [
-        runtime_engine("onnxruntime fp32", onnx),
-        runtime_engine("onnxruntime int8", args.int8_onnx),
-        *(runtime_engine(f"openvino {p}", onnx, backend="openvino", precision=p) for p in ("fp32", "bf16")),
-        runtime_engine("openvino int8", args.int8_onnx.with_suffix(".xml"), backend="openvino", precision="int8"),
-    ]
-    for e in engines:
-        if e.call is None:
-            say(f"{e.name}: unavailable ({e.why})")
-    calls = per_call(engines, [int(v) for v in args.sizes.split(",")], args.rounds)
+    say("loading engines")
+    runtime = {"onnxruntime fp32": runtime_engine(fp32),
+               "onnxruntime int8": runtime_engine(int8_onnx),
+               "openvino fp32": runtime_engine(fp32, backend="openvino", precision="fp32"),
+               "openvino bf16": runtime_engine(fp32, backend="openvino", precision="bf16"),
+               "openvino int8": runtime_engine(int8_xml, backend="openvino", precision="int8")}
+    engines = {**torch_engines(args.weights), **runtime}
+    for name, engine in engines.items():
+        if not callable(engine):
+            say(f"{name}: unavailable ({engine})")
+    calls = per_call(engines, [int(v) for v in args.sizes.split(",")], args.budget)
 
-    default = GenerationParams().resolved(schedule.T)
-    ours = {f"ours, default ({default.sampler}-{default.steps})": SpriteGenerator.load(onnx)}
-    for e in engines[2:]:
-        if e.call is not None:
-            ours[f"ours, {e.name}, {default.sampler}-{default.steps}"] = SpriteGenerator(e.call)
-    e2e = end_to_end(model, schedule, ours, default, args.e2e_rounds)
-    quality = yardstick_rows()
+    default = GenerationParams(context="food").resolved(schedule.T)   # a class asked for: the default guidance
+    unet = default_gen.unet
+    label = f"ours: default ({getattr(unet, 'backend', '?')} {getattr(unet, 'precision', '?')})"
+    ours = {label: default_gen}
+    ours.update({f"ours: {name}": SpriteGenerator(engine) for name, engine in runtime.items() if callable(engine)})
+    e2e = end_to_end(model, schedule, ours, default, args.e2e_rounds, n=args.e2e_n)
+    verdicts = yardstick_verdicts()
+    fast = config_name(default.sampler, default.steps, default.guidance, default.spacing, default.eta)
     for row in e2e:
-        row["quality"] = quality_of({"sampler": "ddpm", "steps": schedule.T} if row["path"].startswith("course")
-                                    else {"sampler": default.sampler, "steps": default.steps}, quality)
+        config = "ddpm:500" if "DDPM-500" in row["path"] else fast
+        row["config"] = config
+        row["quality"] = verdicts.get(config, "not measured")
 
-    machine = (f"{cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
-               f"ddpm-edge {__version__}; Python {platform.python_version()}")
-    lines = [f"Machine: {machine}", "", f"Matmul peak (2048², torch): fp32 {peak['fp32']:.0f} GFLOP/s, "
-             f"bf16 {peak['bf16']:.0f} GFLOP/s", "", "Per UNet call (median of interleaved rounds):", "",
-             "| n | engine | ms | GFLOP/s | of fp32 peak | of bf16 peak |", "|---|---|---|---|---|---|"]
+    machine = (f"{cpu_name()}, {threads} threads, load average {os.getloadavg()[0]:.1f} at the end; "
+               f"torch {torch.__version__}; ddpm-edge {__version__}; Python {platform.python_version()}")
+    command = " ".join(["python benchmarks/speed.py", *sys.argv[1:]])
+    lines = [f"Machine: {machine}  ", f"Command: `{command}`", "",
+             f"Matmul peak (2048², torch): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s", "",
+             "Per UNet call (median of interleaved rounds):", "",
+             "| n | engine | ms | × onnxruntime fp32 | GFLOP/s | of fp32 peak | of bf16 peak |",
+             "|---|---|---|---|---|---|---|"]
     for r in calls:
+        base = next((b["ms"] for b in calls if b["n"] == r["n"] and b["engine"] == "onnxruntime fp32"), None)
         if r["ms"] is None:
-            lines.append(f"| {r['n']} | {r['engine']} | — | unavailable: {r['why']} | | |")
+            lines.append(f"| {r['n']} | {r['engine']} | — | unavailable: {r['why'][:80]} | | | |")
         else:
-            lines.append(f"| {r['n']} | {r['engine']} | {r['ms']:.2f} | {r['gflops']:.0f} | "
+            lines.append(f"| {r['n']} | {r['engine']} | {r['ms']:.2f} | {base / r['ms']:.2f}× | {r['gflops']:.0f} | "
                          f"{r['gflops'] / peak['fp32']:.0%} | {r['gflops'] / peak['bf16']:.0%} |")
-    lines += ["", "16 sprites end to end (median of interleaved rounds):", "",
-              "| path | seconds | speed-up vs course | quality (yardstick) |", "|---|---|---|---|"]
-    lines += [f"| {r['path']} | {r['seconds']:.3f} | {r['speedup_vs_course']:.1f}× | {r['quality']} |" for r in e2e]
+    lines += ["", f"{args.e2e_n} sprites end to end (class-balanced, median of {args.e2e_rounds} interleaved rounds; "
+              f"default: {default.sampler}, {default.steps} steps, guidance {default.guidance:g}):", "",
+              "| path | seconds | speed-up vs course | quality (yardstick, config) |", "|---|---|---|---|"]
+    lines += [f"| {r['path']} | {r['seconds']:.3f} | {r['speedup_vs_course']:.1f}× | {r['quality']} (`{r['config']}`) |"
+              for r in e2e]
     table = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(table)
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"machine": machine, "peak_gflops": peak, "per_call": calls, "end_to_end": e2e,
-         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}, indent=1) + "\n")
+        {"machine": machine, "command": command, "peak_gflops": peak, "per_call": calls, "end_to_end": e2e,
+         "default": default.as_dict()}, indent=1) + "\n")
     write_plot(args.out.with_suffix(".png"), calls, e2e)
     print("\n" + table)
     say(f"done in {time.monotonic() - started:.0f} s; wrote {args.out.with_suffix('.md')}, .json, .png")

@@ -44,7 +44,7 @@ def build(model: Path | None, out: Path, n: int, steps: int, seed: int, scale: i
     built = []
     for k, name in enumerate(generator.spec.context_names):
         params = GenerationParams(n=n, sampler="ddim", steps=steps, seed=seed + k, context=name,
-                                  background="transparent")
+                                  background="transparent").resolved(generator.spec.T)   # as recorded
         sheet = out / f"{name}.png"
         if up_to_date(sheet, params, layout, generator.model_sha256) and (out / name).is_dir():
             print(f"{name}: up to date")

@@ -30,11 +30,11 @@ from .contract import ModelSpec
 from .backends import default_model_path, load_unet
 from .errors import DdpmEdgeError
 from .limits import MAX_ANIMATION_PIXELS, MAX_SAMPLE_VALUES, check_limit
-from .files import sha256_file
+from .files import check_outputs, sha256_file
 from .gate import GateConfig, check as check_gate, needs_gate
 from .assets.images import to_uint8
-from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs
-from .params import GenerationParams, check_context_list
+from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs, write_sprite
+from .params import GenerationParams, check_context_list, default_guidance
 from .assets.records import RECORD_FORMAT_V1, read_record
 from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
 from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
@@ -120,13 +120,15 @@ class SpriteGenerator:
         return self.unet.sha256
 
     def generate_raw(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
-                     steps: int | None = None, guidance: float = 0.0, noise=None,
+                     steps: int | None = None, guidance: float | None = None, noise=None,
                      progress: Progress | None = None, eta: float = 0.0, spacing: str = "uniform",
                      rng: str = DEFAULT_RNG) -> np.ndarray:
         """x_0 as float32 [n, C, H, W], unclipped. `noise` may inject x_T and z (see sampling.py).
         `sampler` names a solver of runtime/solvers (`steps` indices by `spacing`; `eta` for ddim); without `noise`, the noise comes from `seed` through the generator `rng`."""
         GenerationParams(n=n, sampler=sampler, steps=steps, seed=seed, guidance=guidance, eta=eta,
                          spacing=spacing, rng=rng)  # the one set of checks
+        if guidance is None:   # w = 2 for a class with a modern solver (params.default_guidance)
+            guidance = default_guidance(sampler, context)
         check_limit("a run's sample size n·C·H·W", n * int(np.prod(self.spec.sample_shape)), MAX_SAMPLE_VALUES,
                     "ask for fewer sprites")
         schedule = self.spec.schedule
@@ -145,7 +147,7 @@ class SpriteGenerator:
                                        progress=progress))
 
     def generate(self, n: int, context=None, seed: int | None = None, sampler: str = DEFAULT_SAMPLER,
-                 steps: int | None = None, guidance: float = 0.0, background: str | None = None,
+                 steps: int | None = None, guidance: float | None = None, background: str | None = None,
                  tolerance: int = DEFAULT_TOLERANCE, noise=None, progress: Progress | None = None,
                  eta: float = 0.0, spacing: str = "uniform", rng: str = DEFAULT_RNG) -> np.ndarray:
         """uint8 sprites [n, H, W, C]: as drawn (background None), with the background keyed to alpha
@@ -187,12 +189,12 @@ class SpriteGenerator:
                                     steps=params.steps, guidance=params.guidance, eta=params.eta,
                                     spacing=params.spacing, rng=params.rng,
                                     progress=on_step if frames_every or progress else None)
-        sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
+        sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
-                     version=__version__, frames=tuple(frames), backend=getattr(self.unet, "backend", "onnxruntime"),
-                     precision=getattr(self.unet, "precision", "fp32"))
+                     version=__version__, frames=tuple(frames), backend=self.backend,
+                     precision=self.precision)
 
     def context_labels(self, params: GenerationParams) -> list[str]:
         """Per sprite: its class name (one-hot context), "sprite" (unconditional) or "mix"."""
@@ -263,6 +265,8 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     override them; the model must be the one recorded (see SpriteGenerator.load_for_record).
     """
     targets.check()
+    check_outputs([("--from", source), ("--engine", engine)],
+                  [("--out", targets.sheet), ("the atlas", targets.atlas_path), ("--gif", targets.animation)])
     param_names = {f.name for f in fields(GenerationParams)}
     layout_names = {f.name for f in fields(SheetLayout)}
     unknown = set(settings) - param_names - layout_names
@@ -270,6 +274,13 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
         raise DdpmEdgeError(f"unknown settings: {', '.join(sorted(unknown))}")
     given = {k: v for k, v in settings.items() if v is not None}
     record = read_record(source) if source is not None else None
+    sprite = record.get("sprite") if record else None   # a per-sprite PNG (an --each file): regenerate it alone
+    if sprite is not None:
+        if not isinstance(sprite, int) or isinstance(sprite, bool) or sprite < 0:
+            raise DdpmEdgeError(f"{source}: its record names sprite {sprite!r}, not an index")
+        if targets.atlas or targets.each is not None or targets.animation is not None or targets.sheet is None:
+            raise DdpmEdgeError(f"{source} is one sprite of a sheet: --from it writes that sprite to --out only; "
+                                "for an atlas, --each or an animation use --from the sheet")
     params = GenerationParams.from_record(record, str(source)) if record else GenerationParams()
     layout = SheetLayout.from_record(record) if record else SheetLayout()
     unchanged = not (set(given) & (param_names | layout_names))
@@ -278,9 +289,17 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
             given.setdefault(name, default)   # the recorded ones belong to the recorded sampler
     params = replace(params, **{k: v for k, v in given.items() if k in param_names})
     layout = replace(layout, **{k: v for k, v in given.items() if k in layout_names})
-    options = load_options or {}
+    if sprite is not None and sprite >= params.n:
+        raise DdpmEdgeError(f"{source} is sprite {sprite} of its batch, but only {params.n} would be generated")
+    options = dict(load_options or {})
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
+    if record and options.get("backend", "auto") == "auto" and options.get("precision") is None:
+        engine_record = (record.get("backend", "onnxruntime"), record.get("precision", "fp32"))
+        if engine_record[0] == "onnxruntime-web":        # a sheet made in the browser (web/): ONNX Runtime here
+            engine_record = ("onnxruntime", engine_record[1])
+        if engine_record != ("onnxruntime", "fp32"):     # reproduce on the recorded engine unless told otherwise
+            options["backend"], options["precision"] = engine_record
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
                  else SpriteGenerator.load(engine, **options))
     if needs_gate(generator.unet):   # bf16/int8 run only once the yardstick found them equal to fp32
@@ -293,5 +312,8 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     batch = generator.generate_batch(params, frames_every=(targets.frames_every or "auto") if targets.animation else None, progress=progress)
     if record and record.get("format") == RECORD_FORMAT_V1 and unchanged:
         batch = replace(batch, record_format=RECORD_FORMAT_V1)   # an old file regenerated: the same bytes
-    write_outputs(batch, targets, layout)
+    if sprite is not None:
+        write_sprite(batch, sprite, targets.sheet, layout, inputs=tuple(p for p in (source, engine) if p is not None))
+        return batch
+    write_outputs(batch, targets, layout, inputs=tuple(p for p in (source, engine) if p is not None))
     return batch

@@ -11,16 +11,17 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
+from .assets.background import (DEFAULT_KEYING, DEFAULT_TOLERANCE, LEGACY_KEYING, check_keying, check_tolerance,
+                                parse_background)
 from .errors import DdpmEdgeError
 from .limits import MAX_GUIDANCE, MAX_N, MAX_SEED, MAX_T
-from .solvers import DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
+from .solvers import COURSE_SAMPLERS, DEFAULT_CLASS_GUIDANCE, DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
 from .sampling import DEFAULT_RNG, RNGS
 
 MAX_SAMPLES = MAX_N
 SEED_BITS = 32
 # fields added after record format /1: what older records meant
-RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}
+RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "keying": LEGACY_KEYING}
 
 
 def _is_number(value) -> bool:
@@ -38,6 +39,24 @@ def check_context_list(context) -> None:
                                 f"got {str(context)[:80]}")
 
 
+def check_guidance(guidance) -> float:
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(guidance) or guidance < 0 or guidance > MAX_GUIDANCE:
+        raise DdpmEdgeError(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}")
+    return float(guidance)
+
+
+def default_guidance(sampler: str, context) -> float:
+    """The guidance w when none is given: DEFAULT_CLASS_GUIDANCE when a class is asked for and the solver
+    is not one of the course's (ddpm, ddim keep the course's w = 0); 0 for an unconditional run (no
+    context, "none", or an all-zero vector)."""
+    if str(sampler).lower() in COURSE_SAMPLERS or context is None:
+        return 0.0
+    if isinstance(context, str):
+        return 0.0 if context.strip().lower() in ("", "none") else DEFAULT_CLASS_GUIDANCE
+    return DEFAULT_CLASS_GUIDANCE if np.any(np.asarray(context, dtype=np.float32)) else 0.0
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -53,12 +72,13 @@ class GenerationParams:
     steps: int | None = None
     seed: int | None = None
     context: str | list | None = None
-    guidance: float = 0.0
+    guidance: float | None = None   # None: default_guidance(sampler, context), made concrete by resolved()
     background: str | None = None
     tolerance: int = DEFAULT_TOLERANCE
     eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
     spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
     rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
+    keying: str = DEFAULT_KEYING    # background keying algorithm: v2 (edges unmixed), v1 (records without the field)
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
@@ -80,12 +100,12 @@ class GenerationParams:
             raise DdpmEdgeError(f"context must be a string or a list of numbers, got {type(self.context).__name__}")
         if isinstance(self.context, (list, tuple)):
             check_context_list(self.context)
-        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
-                or not math.isfinite(self.guidance) or self.guidance < 0 or self.guidance > MAX_GUIDANCE:
-            raise DdpmEdgeError(f"guidance must be a finite number from 0 to {MAX_GUIDANCE:g}, got {self.guidance!r}")
-        for name, value in (("sampler", self.sampler.lower()), ("guidance", float(self.guidance)),
+        if self.guidance is not None:
+            check_guidance(self.guidance)
+        for name, value in (("sampler", self.sampler.lower()),
+                            ("guidance", None if self.guidance is None else float(self.guidance)),
                             ("background", parse_background(self.background)),
-                            ("tolerance", check_tolerance(self.tolerance)),
+                            ("tolerance", check_tolerance(self.tolerance)), ("keying", check_keying(self.keying)),
                             ("context", list(self.context) if isinstance(self.context, tuple) else self.context)):
             object.__setattr__(self, name, value)
         for name in ("n", "steps", "seed"):
@@ -93,10 +113,12 @@ class GenerationParams:
                 object.__setattr__(self, name, int(getattr(self, name)))
 
     def resolved(self, T: int) -> "GenerationParams":
-        """A copy with every open choice made: a random seed when none was given, the default steps."""
+        """A copy with every open choice made: a random seed when none was given, the default steps and
+        guidance."""
         seed = self.seed if self.seed is not None else secrets.randbits(SEED_BITS)
         steps = self.steps if self.steps is not None else default_steps(self.sampler, T)
-        return replace(self, seed=seed, steps=steps)
+        guidance = self.guidance if self.guidance is not None else default_guidance(self.sampler, self.context)
+        return replace(self, seed=seed, steps=steps, guidance=guidance)
 
     def as_dict(self) -> dict:
         return asdict(self)

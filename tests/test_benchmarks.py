@@ -68,3 +68,23 @@ def test_loop_overhead_smoke(tmp_path):
     for f in figures.values():       # every run draws x_T: some noise time for every solver
         assert f["calls"] == 3 and min(f["unet_ms"], f["step_us"], f["noise_us"], f["overhead"]) > 0
     assert figures["ddpm"]["steps"] == 500 and figures["dpmpp-2m"]["steps"] == 4
+
+
+def test_speed_benchmark_smoke(small_checkpoint, small_onnx, tmp_path):
+    """benchmarks/speed.py --smoke: every section runs (peak, per call, end to end) and the table names the
+    course path, our default and the speed-up; unavailable engines are listed with a reason."""
+    out = tmp_path / "speed"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--smoke", "--threads", "1",
+                             "--weights", str(small_checkpoint), "--onnx", str(small_onnx), "--out", str(out)],
+                            capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = out.with_suffix(".md").read_text()
+    assert "Matmul peak" in table and "| 1 | onnxruntime fp32 |" in table
+    assert "onnxruntime int8 | — | unavailable" in table
+    assert "| course: torch eager, DDPM-500 |" in table and "| ours: default (onnxruntime fp32) |" in table
+    import json
+    data = json.loads(out.with_suffix(".json").read_text())
+    course = next(r for r in data["end_to_end"] if r["path"].startswith("course"))
+    assert course["speedup_vs_course"] == 1.0
+    ours = next(r for r in data["end_to_end"] if r["path"].startswith("ours: default"))
+    assert ours["speedup_vs_course"] > 1      # 10 calls beat 500 even on a tiny model
