@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--int8-onnx", type=Path, default=None)
     parser.add_argument("--int8-xml", type=Path, default=None)
     parser.add_argument("--sizes", default="1,16,64,256")
-    parser.add_argument("--budget", type=float, default=240.0, help="seconds of timing over all sizes")
+    parser.add_argument("--budget", type=float, default=180.0, help="seconds of timing over all sizes (at least 3 rounds each)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engines")
     args = parser.parse_args()
     started = time.monotonic()

@@ -125,6 +125,17 @@ def quantize_qdq(src: Path, out: Path, calib: Calibration, nodes: list[str], cac
     """ORT static QDQ of `nodes`: U8 asymmetric activations (MinMax on `calib`), S8 symmetric per-channel
     weights. `cache` holds the tensor ranges, so later calls skip calibration."""
     q = _import_quantization()
+    import logging
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)   # quiet its "consider pre-processing" warning on every call
+    try:
+        _quantize_static(q, src, out, calib, nodes, cache)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(q, src: Path, out: Path, calib: Calibration, nodes: list[str], cache: Path) -> None:
     q.quantize_static(str(src), str(out), _Reader(calib), quant_format=q.QuantFormat.QDQ,
                       op_types_to_quantize=list(QUANT_OPS), nodes_to_quantize=nodes, per_channel=True,
                       reduce_range=False, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
@@ -141,10 +152,9 @@ def choose_float_layers(src: Path, calib: Calibration, held: Calibration, scratc
                         log: Callable[[str], None] = lambda m: None) -> tuple[list[str], dict[str, float], float]:
     """Per-layer sensitivity, then the smallest most-sensitive-first float set meeting `max_eps_error`.
     → (kept float, sensitivity, error of the chosen model)."""
-    import onnx
     from ddpm_edge.runtime.backends.ort import OnnxUnet
 
-    convs = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.op_type in QUANT_OPS]
+    convs = _conv_names(src)
     if any(not name for name in convs):
         raise DdpmEdgeError(f"{src.name}: every Conv needs a node name for --int8")
     reference = OnnxUnet(src, device="cpu")(held.x, held.t, held.c)
@@ -156,6 +166,8 @@ def choose_float_layers(src: Path, calib: Calibration, held: Calibration, scratc
 
     full = error_of(convs)     # calibrates once, fills the cache
     log(f"int8: all {len(convs)} convs quantized: mean |Δeps| {full:.4f} (budget {max_eps_error})")
+    if full <= max_eps_error:
+        return [], {}, full    # nothing needs to stay float
     sensitivity = {name: error_of([name]) for name in convs}
     log("int8: mean |Δeps| with one layer quantized: " +
         ", ".join(f"{k} {v:.4f}" for k, v in sorted(sensitivity.items(), key=lambda kv: -kv[1])))
@@ -168,6 +180,11 @@ def choose_float_layers(src: Path, calib: Calibration, held: Calibration, scratc
     if error > max_eps_error:
         raise DdpmEdgeError(f"no int8 layer set of {src.name} keeps mean |Δeps| within {max_eps_error}")
     return kept, sensitivity, error
+
+
+def _conv_names(src: Path) -> list[str]:
+    import onnx
+    return [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.op_type in QUANT_OPS]
 
 
 def _with_metadata(path: Path, meta: dict[str, str]) -> bytes:
@@ -261,7 +278,7 @@ def export_int8(fp32_onnx: str | os.PathLike, out: str | os.PathLike, max_eps_er
             write_ir(src, candidate, calib, kept, meta)
         else:
             trial = scratch / "final.onnx"
-            quantize_qdq(src, trial, calib, [n for n in sensitivity if n not in kept], scratch / "ranges.json")
+            quantize_qdq(src, trial, calib, [n for n in _conv_names(src) if n not in kept], scratch / "ranges.json")
             candidate.write_bytes(_with_metadata(trial, meta))
         from ddpm_edge.runtime.backends import load_unet
         from ddpm_edge.runtime.backends.ort import OnnxUnet

@@ -17,12 +17,12 @@ def run_export(weights: Path | None, onnx_in: Path | None, out: Path, shortcut: 
                gpu_loop: Path | None = None, loop_guidance: bool = False, int8: bool = False,
                gate: str | None = None, gate_n: int | None = None,
                log: Callable[[str], None] = lambda message: None) -> None:
+    if (gate is not None or gate_n is not None) and not int8:
+        raise DdpmEdgeError("--gate and --gate-n set the quality gate of --int8; give --int8 too")
     if (weights is None) == (onnx_in is None):
         raise DdpmEdgeError("give exactly one of --weights (a checkpoint) or --onnx (an exported unet.onnx)")
     if onnx_in is not None and not (fp16 or trt or gpu_loop or int8):
         raise DdpmEdgeError("--onnx needs something to do: --fp16, --int8, --trt or --gpu-loop")
-    if (gate is not None or gate_n is not None) and not int8:
-        raise DdpmEdgeError("--gate and --gate-n set the quality gate of --int8; give --int8 too")
     if int8 and (fp16 or trt or gpu_loop):
         raise DdpmEdgeError("--int8 writes one model to --out; run it without --fp16, --trt or --gpu-loop")
     if int8 and onnx_in is not None and onnx_in.resolve() in (out.resolve(), out.with_suffix(".bin").resolve()):

@@ -139,7 +139,7 @@ def run(
         sprite = read_record(from_png).get("sprite") if from_png is not None else None
         what = plural(p.n, "sprite") if sprite is None else f"sprite {sprite} of {p.n}"
         typer.echo(f"wrote {written} ({what}, {solver} {plural(p.steps, 'step')}, seed {p.seed}, "
-                   f"model {Path(batch.model_path).name})", err=True)
+                   f"model {Path(batch.model_path).name}, {batch.backend} {batch.precision})", err=True)
 
 
 def plural(count: int, noun: str) -> str:

@@ -228,8 +228,8 @@ def check(unet, config: GateConfig | str | None = None, twin=None, yardstick=Non
     verdict = lookup(key)
     if verdict is None:
         if not run:
-            raise DdpmEdgeError(f"{unet.backend} {unet.precision} has no quality verdict for {config.label}; "
-                                "run python benchmarks/lowprec_gate.py")
+            raise DdpmEdgeError(f"{unet.backend} {unet.precision} has no quality verdict at {config.label} yet; "
+                                f"measure it: python benchmarks/lowprec_gate.py --config {config.label}")
         log(f"gate: {unet.backend} {unet.precision} unmeasured at {config.label}; measuring against fp32 "
             f"({len(config.seeds)} seeds × {config.n} sprites, once)")
         verdict = measure(unet, twin if twin is not None else fp32_twin(unet), config, yardstick, log)
