@@ -334,9 +334,11 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
         raise DdpmEdgeError(f"{source} is sprite {sprite} of its batch, but only {params.n} would be generated")
     options = dict(load_options or {})
     if record and options.get("backend", "auto") == "auto" and options.get("precision") is None \
-            and record.get("backend") in ("onnxruntime", "openvino", "tensorrt"):
-        # the recorded engine, unless the caller chose one: a bf16 sheet regenerates on OpenVINO bf16
-        options.update(backend=record["backend"], precision=record.get("precision") or None)
+            and record.get("backend", "onnxruntime") in ("onnxruntime", "openvino", "tensorrt") \
+            and not any(options.get(k) for k in ("io_binding", "cuda_graph", "gpu_loop")):
+        # the recorded engine (/1 records: onnxruntime fp32), unless the caller chose one: a bf16 sheet
+        # regenerates on OpenVINO bf16, an fp32 one never moves to a faster engine (`auto`)
+        options.update(backend=record.get("backend", "onnxruntime"), precision=record.get("precision", "fp32"))
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record

@@ -226,7 +226,7 @@ def test_ddpm_run_bad_choices_and_gated_first_use(tmp_path, cache):
                     "bf16 runs on --backend openvino", 2)
     assert_one_line(cli("ddpm-run", "--precision", "int8", "-o", tmp_path / "a.png"), "make an int8 model", 2)
     assert_one_line(cli("ddpm-run", "--backend", "tensorrt", "-o", tmp_path / "a.png"), "needs a .plan engine", 2)
-    assert_one_line(cli("ddpm-run", "--precision", "bf16", "--gpu-loop", "-o", tmp_path / "a.png"),
+    assert_one_line(cli("ddpm-run", "--precision", "bf16", "--gpu-loop", "--sampler", "ddim", "-o", tmp_path / "a.png"),
                     "onnxruntime only", 2)
     result = cli("ddpm-run", "--precision", "bf16", "--sampler", "ddpm", "-o", tmp_path / "a.png",
                  env={"DDPM_EDGE_CACHE": str(cache / "cache")})   # unmeasured, too long to measure at run
