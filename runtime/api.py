@@ -333,12 +333,15 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     if sprite is not None and sprite >= params.n:
         raise DdpmEdgeError(f"{source} is sprite {sprite} of its batch, but only {params.n} would be generated")
     options = dict(load_options or {})
+    recorded_backend = record.get("backend", "onnxruntime") if record else None
+    if recorded_backend == "onnxruntime-web":            # a sheet made in the browser (web/): ONNX Runtime here
+        recorded_backend = "onnxruntime"
     if record and options.get("backend", "auto") == "auto" and options.get("precision") is None \
-            and record.get("backend", "onnxruntime") in ("onnxruntime", "openvino", "tensorrt") \
+            and recorded_backend in ("onnxruntime", "openvino", "tensorrt") \
             and not any(options.get(k) for k in ("io_binding", "cuda_graph", "gpu_loop")):
         # the recorded engine (/1 records: onnxruntime fp32), unless the caller chose one: a bf16 sheet
         # regenerates on OpenVINO bf16, an fp32 one never moves to a faster engine (`auto`)
-        options.update(backend=record.get("backend", "onnxruntime"), precision=record.get("precision", "fp32"))
+        options.update(backend=recorded_backend, precision=record.get("precision", "fp32"))
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record
