@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -64,6 +65,24 @@ def python_run(threads: int, params: GenerationParams) -> tuple[list[float], flo
     return calls, (time.perf_counter() - start) * 1e3
 
 
+def table(data: dict) -> list[str]:
+    """The Markdown table of a run (OUT.json's content)."""
+    a, summary = data["args"], data["summary"]
+    guidance = float(a["guidance"])
+    rows = 2 * int(a["n"]) if guidance else int(a["n"])
+    lines = ["# Browser benchmark (benchmarks/web_bench.py)", "",
+             f"{a['n']} sprites, {a['sampler']} {a['steps']} steps, guidance {guidance:g} ({rows} rows per UNet call), "
+             f"philox noise, weights/unet.onnx; {a['rounds']} interleaved rounds; machine: {data['machine']}; "
+             f"ddpm-edge {data['version']}.", "",
+             "| runtime | per UNet call (median) | end to end (median) | × Python ORT, same threads (per call) |",
+             "| --- | --- | --- | --- |"]
+    for name, s in summary.items():
+        threads = name.split(" ", 2)[2]
+        ratio = s["call_ms_median"] / summary[f"python ORT {threads}"]["call_ms_median"]
+        lines.append(f"| {name} | {s['call_ms_median']:.0f} ms | {s['e2e_s_median']:.2f} s | {ratio:.2f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -78,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     params = GenerationParams(n=args.n, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                               context=args.context, seed=args.seed, rng="philox")
     query = (f"n={args.n}&sampler={args.sampler}&steps={args.steps}&guidance={args.guidance:g}"
-             f"&context={args.context}&seed={args.seed}&ep=wasm&autorun=1")
+             f"&context={args.context}&seed={args.seed}&ep=wasm&proxy=0&autorun=1")   # inference on the page thread
     configs = ["chromium wasm 1 thread", "chromium wasm 2 threads", "python ORT 1 thread", "python ORT 2 threads"]
     calls = {name: [] for name in configs}
     e2e = {name: [] for name in configs}
+    load_before = os.getloadavg()[0]
     web_page.vendor()
     with web_page.serve() as url:
         for r in range(args.rounds):
@@ -102,26 +122,16 @@ def main(argv: list[str] | None = None) -> int:
                     e2e[name].append(total)
                 print(f"[{time.strftime('%H:%M:%S')}] round {r + 1} {name}: {statistics.median(calls[name]):.0f} ms/call, "
                       f"{e2e[name][-1] / 1e3:.2f} s end to end", flush=True)
-    rows = 2 * args.n if args.guidance else args.n
     summary = {name: {"call_ms_median": statistics.median(calls[name]), "e2e_s_median": statistics.median(e2e[name]) / 1e3,
                       "calls": len(calls[name]), "runs": len(e2e[name])} for name in configs}
-    base = summary["python ORT 2 threads"]
-    machine = f"{cpu_name()}, {len(__import__('os').sched_getaffinity(0))} cores available"
-    lines = [f"# Browser benchmark (benchmarks/web_bench.py)", "",
-             f"{args.n} sprites, {args.sampler} {args.steps} steps, guidance {args.guidance:g} "
-             f"({rows} rows per UNet call), philox noise, weights/unet.onnx; {args.rounds} interleaved rounds; "
-             f"machine: {machine}; ddpm-edge {__version__}.", "",
-             "| runtime | per UNet call (median) | end to end (median) | × Python ORT 2 threads (e2e) |",
-             "| --- | --- | --- | --- |"]
-    for name in configs:
-        s = summary[name]
-        lines.append(f"| {name} | {s['call_ms_median']:.0f} ms | {s['e2e_s_median']:.2f} s | "
-                     f"{s['e2e_s_median'] / base['e2e_s_median']:.2f} |")
+    machine = (f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores available, load average {load_before:.1f} before "
+               f"and {os.getloadavg()[0]:.1f} after the run")
+    data = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine, "version": __version__,
+            "summary": summary, "calls_ms": calls, "e2e_ms": e2e}
+    lines = table(data)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                          "machine": machine, "summary": summary,
-                                                          "calls_ms": calls, "e2e_ms": e2e}, indent=1) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     print("\n".join(lines))
     return 0
 

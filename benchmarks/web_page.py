@@ -19,9 +19,17 @@ WEB = ROOT / "web"
 DRIVER = WEB / "test" / "browser" / "drive.mjs"
 
 
-class IsolatedHandler(SimpleHTTPRequestHandler):
+class PlainHandler(SimpleHTTPRequestHandler):
+    """A plain static host: file types only."""
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript", ".js": "text/javascript",
                       ".wasm": "application/wasm", ".json": "application/json", ".onnx": "application/octet-stream"}
+
+    def log_message(self, *args):
+        pass
+
+
+class IsolatedHandler(PlainHandler):
+    """A static host that makes the page cross-origin isolated (wasm threads)."""
 
     def end_headers(self):
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
@@ -29,14 +37,12 @@ class IsolatedHandler(SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
 
-    def log_message(self, *args):
-        pass
-
 
 @contextmanager
-def serve(root: Path = WEB):
-    """http://127.0.0.1:PORT/ serving `root` until the block ends."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(IsolatedHandler, directory=str(root)))
+def serve(root: Path = WEB, isolated: bool = True):
+    """http://127.0.0.1:PORT/ serving `root` until the block ends (with COOP/COEP headers when `isolated`)."""
+    handler = IsolatedHandler if isolated else PlainHandler
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -58,9 +58,9 @@ class Config:
     @property
     def name(self) -> str:
         """Canonical: solver:steps then options in OPTIONS order (so equal configs share one cache entry)."""
-        return ":".join([self.solver, str(self.steps)] + [f"{k}={self.options[k]:g}" if isinstance(self.options[k], float)
-                                                            else f"{k}={self.options[k]}"
-                                                            for k in OPTIONS if k in self.options])
+        shown = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in sorted(self.options.items(), key=lambda item: list(OPTIONS).index(item[0]))]
+        return ":".join([self.solver, str(self.steps), *shown])
 
     @property
     def unet_rows(self) -> int:
@@ -72,7 +72,8 @@ def parse_config(text: str) -> Config:
     """'dpmpp-2m-sde:10:guidance=2' → Config; a one-line DdpmEdgeError for anything malformed."""
     parts = [p.strip() for p in str(text).strip().split(":")]
     if len(parts) < 2 or not parts[0]:
-        raise DdpmEdgeError(f"config {text!r}: expected SOLVER:STEPS[:option=value...], e.g. dpmpp-2m-sde:10:guidance=2")
+        raise DdpmEdgeError(f"config {text!r}: expected SOLVER:STEPS[:option=value...], "
+                            "e.g. dpmpp-2m-sde:10:guidance=2")
     solver = parts[0].lower()
     try:
         steps = int(parts[1])
@@ -109,7 +110,8 @@ def supported(function, names) -> set[str]:
     return {n for n in names if n in params}
 
 
-def generate(generator: SpriteGenerator, config: Config, n: int, seed: int, log) -> tuple[np.ndarray, np.ndarray, float]:
+def generate(generator: SpriteGenerator, config: Config, n: int, seed: int,
+             log) -> tuple[np.ndarray, np.ndarray, float]:
     """(uint8 sprites [n,H,W,C], requested [n], seconds) for one config and seed."""
     k = generator.spec.n_cfeat
     requested = class_balanced(n, k)
@@ -117,7 +119,8 @@ def generate(generator: SpriteGenerator, config: Config, n: int, seed: int, log)
     extra = {key: config.options[key] for key in ("eta", "spacing") if key in config.options}
     missing = set(extra) - supported(generator.generate, extra)
     if missing:
-        raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.generate has no {', '.join(sorted(missing))}")
+        raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.generate has no "
+                            f"{', '.join(sorted(missing))}")
     started, shown = time.monotonic(), [0]
 
     def progress(done, total, x):
@@ -130,13 +133,13 @@ def generate(generator: SpriteGenerator, config: Config, n: int, seed: int, log)
     return sprites, requested, time.monotonic() - started
 
 
-def cache_path(model_sha256: str, config: Config, seed: int, n: int) -> Path:
+def cache_path(model_sha256: str, config: Config, seed: int, n: int, cache: Path = CACHE) -> Path:
     slug = config.name.replace(":", "_").replace("=", "")
-    return CACHE / model_sha256[:16] / f"{slug}_seed{seed}_n{n}.npz"
+    return Path(cache) / model_sha256[:16] / f"{slug}_seed{seed}_n{n}.npz"
 
 
-def cached_generate(generator, config, n, seed, log, use_cache=True):
-    path = cache_path(generator.model_sha256, config, seed, n)
+def cached_generate(generator, config, n, seed, log, use_cache=True, cache: Path = CACHE):
+    path = cache_path(generator.model_sha256, config, seed, n, cache)
     if use_cache and path.is_file():
         with np.load(path, allow_pickle=False) as data:
             if str(data["config"]) == config.name and str(data["model_sha256"]) == generator.model_sha256:
@@ -157,7 +160,8 @@ def load_generator(model, config: Config, loaded: dict) -> SpriteGenerator:
         extra = {k: config.options[k] for k in LOAD_OPTIONS if k in config.options}
         missing = set(extra) - supported(SpriteGenerator.load, extra)
         if missing:
-            raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.load has no {', '.join(sorted(missing))}")
+            raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.load has no "
+                                f"{', '.join(sorted(missing))}")
         loaded[key] = SpriteGenerator.load(model, **extra)
     return loaded[key]
 
@@ -169,12 +173,13 @@ def fmt(summary: dict, metric: str, digits: int) -> str:
 
 def markdown(result: dict) -> str:
     noise = result["real_noise"]
-    lines = [f"Quality yardstick — model `{result['model_sha256'][:12]}…`, classifier `{result['classifier_sha256'][:12]}…`, "
+    lines = [f"Quality yardstick — model `{result['model_sha256'][:12]}…`, "
+             f"classifier `{result['classifier_sha256'][:12]}…`, "
              f"n = {result['n']} class-balanced sprites per seed, seeds {result['seeds']}; "
              "figures are mean ± spread (max − min over seeds).", "",
-             "| config | UNet rows/sprite | FD ↓ | KID ↓ | precision | recall | accuracy | = DDPM-500? | s/seed |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|",
-             f"| real vs real (halves of {sum(noise['halves'])}, {noise['splits']} splits) | – | {fmt(noise, 'fd', 2)} | "
+             "| config | UNet rows/sprite | seeds | FD ↓ | KID ↓ | precision | recall | accuracy | = DDPM-500? | s/seed |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
+             f"| real vs real (halves of {sum(noise['halves'])}) | – | {noise['splits']} splits | {fmt(noise, 'fd', 2)} | "
              f"{fmt(noise, 'kid', 4)} | {fmt(noise, 'precision', 3)} | {fmt(noise, 'recall', 3)} | "
              f"{noise['accuracy']['held_out']:.3f} (held-out real) | – | – |"]
     for row in result["rows"]:
@@ -183,9 +188,12 @@ def markdown(result: dict) -> str:
         mark = "–" if verdict is None else ("**equal**" if verdict["equal"] else "no")
         if verdict is not None and row["against"] != reference_key(0.0):
             mark += f" (vs {row['against']})"
-        lines.append(f"| {row['config']} | {row['unet_rows']} | {fmt(s, 'fd', 2)} | {fmt(s, 'kid', 4)} | "
+        seeds = ",".join(str(r["seed"]) for r in row["reports"])
+        lines.append(f"| {row['config']} | {row['unet_rows']} | {seeds} | {fmt(s, 'fd', 2)} | {fmt(s, 'kid', 4)} | "
                      f"{fmt(s, 'precision', 3)} | {fmt(s, 'recall', 3)} | {fmt(s, 'accuracy', 3)} | {mark} | "
                      f"{np.median(row['seconds']):.0f} |")
+    if result.get("not_measured"):
+        lines += ["", "Not measured (too few seeds generated in time): " + "; ".join(result["not_measured"]) + "."]
     lines += ["", f"Machine: {result['machine']}. Command: `{result['command']}` ({result['seconds']:.0f} s, "
               f"generation seconds are per seed, cached rows keep the seconds of the run that made them)."]
     return "\n".join(lines) + "\n"
@@ -225,12 +233,21 @@ def run(args) -> dict:
         f"KID {fmt(noise, 'kid', 4)}, precision {fmt(noise, 'precision', 3)}, recall {fmt(noise, 'recall', 3)}; "
         f"held-out real accuracy {noise['accuracy']['held_out']:.3f}")
     rows = []
+    skipped = []
     for r, config in enumerate(configs, 1):
         generator = load_generator(args.model, config, loaded)
-        reports, seconds = [], []
-        for s, seed in enumerate(seeds, 1):
-            log(f"[{r}/{len(configs)} {config.name}, seed {seed} ({s}/{len(seeds)}), n {args.n}] generating…")
-            sprites, requested, took, hit = cached_generate(generator, config, args.n, seed, log, not args.no_cache)
+        reports, seconds, row_seeds = [], [], seeds
+        if args.cached_only:   # aggregate what earlier (background) runs generated; generate nothing
+            row_seeds = [seed for seed in seeds if cache_path(generator.model_sha256, config, seed, args.n,
+                                                                 args.cache).is_file()]
+            if len(row_seeds) < args.min_seeds:
+                skipped.append(f"{config.name} ({len(row_seeds)} of {len(seeds)} seeds cached)")
+                log(f"[{r}/{len(configs)} {config.name}] skipped: {skipped[-1]}")
+                continue
+        for s, seed in enumerate(row_seeds, 1):
+            log(f"[{r}/{len(configs)} {config.name}, seed {seed} ({s}/{len(row_seeds)}), n {args.n}] generating…")
+            sprites, requested, took, hit = cached_generate(generator, config, args.n, seed, log, not args.no_cache,
+                                                              args.cache)
             report = ys.report(sprites, requested, config=config.name, seed=seed)
             reports.append(report)
             seconds.append(round(took, 1))
@@ -258,12 +275,14 @@ def run(args) -> dict:
                 log(f"{row['config']}: {verdict.reason} (vs {key})")
                 break
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, "
                f"load average {os.getloadavg()[0]:.1f} at the end")
     result = {"format": "ddpm-edge-yardstick/1", "machine": machine, "command": command, "n": args.n, "seeds": seeds,
               "model_sha256": base.model_sha256, "model": base.model_path, "classifier_sha256": ys.classifier.sha256,
               "classifier_held_out_accuracy": ys.classifier.metadata.get("held_out_accuracy"),
-              "real_noise": noise, "rows": rows, "seconds": round(time.monotonic() - started, 1)}
+              "real_noise": noise, "rows": rows, "not_measured": skipped,
+              "seconds": round(time.monotonic() - started, 1)}
     if args.write_reference:
         chosen = [row for row in rows if row["config"] in measured]
         if not chosen:
@@ -291,6 +310,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="OUT.json and OUT.md (default benchmarks/results/yardstick)")
     parser.add_argument("--noise-splits", type=int, default=5, help="real-vs-real random half splits (default 5)")
     parser.add_argument("--kid-subsets", type=int, default=100, help="KID subsets per figure (default 100)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="generate nothing: measure the cached seeds of each row, skip rows with fewer than --min-seeds")
+    parser.add_argument("--min-seeds", type=int, default=2, help="with --cached-only (default 2)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="cache folder (default benchmarks/cache)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write benchmarks/cache/")
     parser.add_argument("--smoke", action="store_true",
                         help="a quick check of the pipeline: n 10, seeds 0,1, 5 KID subsets, no cache; rows ddim:5 "

@@ -25,6 +25,7 @@ from ddpm_edge.runtime.schedule import Schedule
 
 from .model import ContextUnet, UnetConfig, parse_shortcut
 
+MAX_INFLATION = 16   # unpacked bytes per file byte a checkpoint zip may hold (torch.save's members are stored)
 SHORTCUT_KEYS = ("init_conv.shortcut.weight", "init_conv.shortcut.bias")
 
 
@@ -51,7 +52,11 @@ def check_torch_file_size(path: Path) -> None:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise DdpmEdgeError(f"{path} is not a readable PyTorch checkpoint (damaged zip: {str(e)[:120]})") from None
-    check_limit(f"{path.name}: its unpacked size (bytes)", sum(m.file_size for m in members), MAX_CHECKPOINT_BYTES)
+    unpacked = sum(m.file_size for m in members)
+    check_limit(f"{path.name}: its unpacked size (bytes)", unpacked, MAX_CHECKPOINT_BYTES)
+    # torch.save stores members uncompressed; a deflated archive may not inflate far beyond its own size
+    check_limit(f"{path.name}: its unpacked size (bytes)", unpacked,
+                MAX_INFLATION * path.stat().st_size + (1 << 20), "a compressed archive that inflates this far is refused")
 
 
 def read_torch_file(path: str | os.PathLike) -> object:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar, require, run_app
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, progress_bar, require, run_app, version_option
 
 DEFAULT_DATA = Path(__file__).parent / "data"
 
@@ -38,6 +38,7 @@ def train(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     device: Device = typer.Option(Device.auto, help="auto (CUDA with mixed precision if present), cpu, cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or epoch lines"),
+    version: bool = version_option("ddpm-train"),
 ) -> None:
     """Train on DATA and write OUT (and --weights-out), atomically."""
     require("torch")

@@ -29,6 +29,7 @@ import numpy as np
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES
 from ddpm_edge.runtime.errors import DdpmEdgeError
 from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes, sha256_file
+from ddpm_edge.runtime.limits import MAX_CFEAT, MAX_DATASET_BYTES, MAX_SIDE, check_limit
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
@@ -87,20 +88,36 @@ class SpriteDataset:
 # Loading
 
 
+def integral_pixels(images: np.ndarray, where: str) -> np.ndarray:
+    """Pixels of another dtype → uint8, only when every value is a whole number 0–255: NaN, complex,
+    boolean and fractional values (e.g. [0, 1] floats, which a cast would truncate to near-black) are refused."""
+    kind = images.dtype.kind
+    if kind not in "iuf":
+        raise DdpmEdgeError(f"{where}: sprites must be uint8 pixels 0–255, got {images.dtype}")
+    if kind == "f":
+        if not np.isfinite(images).all():
+            raise DdpmEdgeError(f"{where}: sprites hold NaN or infinite pixels")
+        if (images != np.round(images)).any():
+            hint = " (they look like [0, 1] floats: multiply by 255)" if images.max() <= 1 else ""
+            raise DdpmEdgeError(f"{where}: sprites must be whole-number pixels 0–255, got fractional {images.dtype}{hint}")
+    if images.min() < 0 or images.max() > 255:
+        raise DdpmEdgeError(f"{where}: sprites must be pixels 0–255, got values from {images.min()} to {images.max()}")
+    return images.astype(np.uint8)
+
+
 def check_arrays(images, labels, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Validate the course layout; return (uint8 [N,H,W,C], float32 [N,K])."""
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 4 or images.shape[3] not in (1, 3) or images.shape[0] == 0:
         raise DdpmEdgeError(f"{where}: sprites must be [N, H, W, C] with C = 1 or 3, got shape {images.shape}")
-    if images.shape[1] != images.shape[2] or images.shape[1] % 4:
-        raise DdpmEdgeError(f"{where}: sprites must be square with a side divisible by 4, got {images.shape[1:3]}")
+    if images.shape[1] != images.shape[2] or images.shape[1] % 4 or images.shape[1] > MAX_SIDE:
+        raise DdpmEdgeError(f"{where}: sprites must be square with a side divisible by 4 and at most {MAX_SIDE}, "
+                            f"got {images.shape[1:3]}")
     if images.dtype != np.uint8:
-        if not np.issubdtype(images.dtype, np.number) or images.min() < 0 or images.max() > 255:
-            raise DdpmEdgeError(f"{where}: sprites must be uint8 pixels 0–255, got {images.dtype}")
-        images = images.astype(np.uint8)
-    if labels.ndim != 2 or labels.shape[0] != images.shape[0]:
+        images = integral_pixels(images, where)
+    if labels.ndim != 2 or labels.shape[0] != images.shape[0] or not 1 <= labels.shape[1] <= MAX_CFEAT:
         raise DdpmEdgeError(f"{where}: labels must be one-hot [N, K] with N = {images.shape[0]}, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):
+    if labels.dtype.kind not in "iuf" or not np.all(np.isfinite(labels)):
         raise DdpmEdgeError(f"{where}: labels must be finite numbers")
     labels = labels.astype(np.float32)
     if not (np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(axis=1) == 1)):
@@ -109,9 +126,13 @@ def check_arrays(images, labels, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_npy(path: Path) -> np.ndarray:
+    """A .npy array; its header's shape is checked against the file's size (memory-mapped first) so a
+    small file cannot ask for a huge allocation."""
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        check_limit(f"{path.name}: its size (bytes)", path.stat().st_size, MAX_DATASET_BYTES)
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.array(mapped)
+    except (ValueError, OSError, EOFError, TypeError) as e:
         raise DdpmEdgeError(f"{path} is not a readable .npy array: {str(e).splitlines()[0][:120]}") from None
 
 
@@ -150,11 +171,13 @@ def load_png_folder(folder: Path) -> SpriteDataset:
         for file in files:
             try:
                 with Image.open(file) as im:
+                    if max(im.size) > MAX_SIDE:
+                        raise DdpmEdgeError(f"{file}: {im.size[0]}×{im.size[1]} pixels, sprites are at most {MAX_SIDE}")
                     im = im.convert("RGBA")
                     rgb = Image.new("RGB", im.size, BACKGROUND)
                     rgb.paste(im, mask=im.getchannel("A"))
                     images.append(np.asarray(rgb, dtype=np.uint8))
-            except (UnidentifiedImageError, OSError) as e:
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError) as e:
                 raise DdpmEdgeError(f"{file} is not a readable PNG: {str(e).splitlines()[0][:120]}") from None
             index.append(k)
     sizes = {im.shape for im in images}
@@ -329,9 +352,30 @@ def _package_versions(packages) -> dict[str, str]:
     return versions
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ddpm_edge.ddpm_ref.dataset OUT_DIR`: rebuild the emoji sprite set into OUT_DIR (never a
+    default folder: an installed package is no place to write)."""
+    import argparse
     import sys
 
-    target = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "data")
-    built = build_emoji_dataset(target)
-    print(f"{target}: {len(built.images)} sprites, {built.counts()}, sha256 {built.sha256[:16]}")
+    parser = argparse.ArgumentParser(
+        prog="python -m ddpm_edge.ddpm_ref.dataset",
+        description="Rebuild the open emoji sprite set (sprites.npy, labels.npy, dataset.json, LICENSE.txt) into "
+                    "OUT_DIR, byte for byte the shipped ddpm_ref/data with the same Debian packages: "
+                    "fonts-noto-color-emoji and unicode-data (sudo apt-get install fonts-noto-color-emoji "
+                    "unicode-data).")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
+    args = parser.parse_args(argv)
+    if args.out_dir.startswith("-"):
+        parser.error(f"OUT_DIR {args.out_dir!r} looks like an option")
+    try:
+        built = build_emoji_dataset(args.out_dir)
+    except DdpmEdgeError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out_dir}: {len(built.images)} sprites, {built.counts()}, sha256 {built.sha256[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

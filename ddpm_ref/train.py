@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ddpm_edge.runtime.errors import DdpmEdgeError
-from ddpm_edge.runtime.files import check_writable
+from ddpm_edge.runtime.files import check_outputs, check_writable
+from ddpm_edge.runtime.limits import MAX_N, MAX_N_FEAT, MAX_SEED
+
+MAX_EPOCHS = 1_000_000
 from ddpm_edge.runtime.schedule import Schedule
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -51,7 +54,19 @@ class TrainSettings:
     beta2: float = 0.02
 
     def __post_init__(self):
+        for name in ("epochs", "batch_size", "n_feat", "seed", "T"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DdpmEdgeError(f"{name} must be an integer, got {value!r:.40}")
+        for name in ("lrate", "context_drop", "beta1", "beta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise DdpmEdgeError(f"{name} must be a finite number, got {value!r:.40}")
         checks = [(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+                  (self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS}, got {self.epochs}"),
+                  (self.batch_size <= MAX_N, f"batch size must be at most {MAX_N}, got {self.batch_size}"),
+                  (self.n_feat <= MAX_N_FEAT, f"n_feat must be at most {MAX_N_FEAT}, got {self.n_feat}"),
+                  (self.seed <= MAX_SEED, f"seed must be below 2**64, got {self.seed}"),
                   (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
                   (math.isfinite(self.lrate) and self.lrate > 0, f"learning rate must be > 0, got {self.lrate}"),
                   (self.n_feat >= 8 and self.n_feat % 8 == 0, f"n_feat must be a positive multiple of 8 (GroupNorm), got {self.n_feat}"),
@@ -156,14 +171,25 @@ def resume_state(path: Path, settings: TrainSettings, data: SpriteDataset, devic
     if extra.get("dataset_sha256") != data.sha256:
         raise DdpmEdgeError(f"{path} was trained on another dataset (sha256 {str(extra.get('dataset_sha256'))[:12]}…, "
                             f"this one {data.sha256[:12]}…)")
-    saved = TrainSettings(**extra["train"])
-    settings = replace(saved, epochs=max(settings.epochs, saved.epochs))
-    model = ckpt.model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=saved.lrate)
-    optimizer.load_state_dict(extra["optimizer"])
-    generator = torch.Generator()
-    generator.set_state(extra["rng"])
-    state = TrainState(model, optimizer, generator, int(extra["epoch"]), int(extra["step"]), list(extra.get("losses", [])))
+    try:
+        if not isinstance(extra["train"], dict):
+            raise TypeError("train settings are not a dict")
+        saved = TrainSettings(**extra["train"])
+        epoch, step, losses = extra["epoch"], extra["step"], list(extra.get("losses", []))
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (epoch, step)) \
+                or epoch > saved.epochs or not all(isinstance(v, float) and math.isfinite(v) for v in losses):
+            raise ValueError(f"epoch {epoch!r:.20}, step {step!r:.20} or losses out of range")
+        if saved.schedule != ckpt.schedule:
+            raise ValueError("its schedule differs from its train settings")
+        settings = replace(saved, epochs=max(settings.epochs, saved.epochs))
+        model = ckpt.model.to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=saved.lrate)
+        optimizer.load_state_dict(extra["optimizer"])
+        generator = torch.Generator()
+        generator.set_state(extra["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError, DdpmEdgeError) as e:
+        raise DdpmEdgeError(f"{path} is a damaged resumable checkpoint: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+    state = TrainState(model, optimizer, generator, epoch, step, losses)
     return state, settings
 
 
@@ -193,6 +219,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, settings: TrainS
     out = check_writable(out)
     if weights_out is not None:
         check_writable(weights_out)
+    check_outputs({"--data": data_path}, {"--out": out, "--weights-out": weights_out})   # --resume may be --out
     if save_every < 1:
         raise DdpmEdgeError(f"save-every must be >= 1, got {save_every}")
     data = load_dataset(data_path)
@@ -212,6 +239,7 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, settings: TrainS
         f"epochs {state.epoch}→{settings.epochs}, {per_epoch} steps each")
     started = time.monotonic()
     state.model.train()
+    saved = False
     while state.epoch < settings.epochs:
         for group in state.optimizer.param_groups:
             group["lr"] = settings.lrate * (1 - state.epoch / settings.epochs)
@@ -232,9 +260,13 @@ def train(data_path: str | os.PathLike, out: str | os.PathLike, settings: TrainS
         out_of_time = max_minutes is not None and elapsed > max_minutes * 60
         if state.epoch % save_every == 0 or state.epoch == settings.epochs or out_of_time:
             save_state(out, state, settings, data)
+            saved = True
         if out_of_time:
             log(f"stopping after epoch {state.epoch}: --max-minutes {max_minutes} reached")
             break
+    if not saved:   # nothing left to train (a finished --resume): --out still gets the checkpoint
+        log(f"{settings.epochs} epochs already done: nothing to train, {out} gets the checkpoint as it is")
+        save_state(out, state, settings, data)
     if weights_out is not None:
         save_state(Path(weights_out), state, settings, data, weights_only=True)
     return state

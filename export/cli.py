@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, require, run_app
+from ddpm_edge.runtime.cli_errors import make_app, one_line_errors, require, run_app, version_option
 
 app = make_app("Export the course's ContextUnet checkpoint to ONNX, validated against torch.")
 
@@ -42,6 +42,7 @@ def export(
                                                                      "guidance (ddpm-run --guidance W; two UNet "
                                                                      "rows per sprite at any W)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    version: bool = version_option("ddpm-export"),
 ) -> None:
     """Export WEIGHTS to ONNX (dynamic batch, one file), check it against torch, then write it.
     With --onnx, convert/build from an existing ONNX instead (--fp16, --trt, --gpu-loop)."""

@@ -23,7 +23,7 @@ import collections
 import math
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from .solvers import make_sampler
 DEFAULT_MAX_BATCH = 64          # rows per UNet call
 DEFAULT_MAX_N = 64              # sprites per request
 DEFAULT_MAX_QUEUED_ROWS = 2048  # rows admitted (waiting + running)
+MIN_SLICE_ROWS = 4              # parallel: no slice smaller than this
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -72,7 +73,7 @@ def make_trajectory(generator: SpriteGenerator, params: GenerationParams) -> sam
 def make_batch(generator: SpriteGenerator, params: GenerationParams, samples: np.ndarray) -> Batch:
     """x_0 [n,C,H,W] of resolved `params` → the Batch `generator.generate_batch` returns (no frames)."""
     from . import __version__
-    sprites = apply_background(to_uint8(samples), params.background, params.tolerance)
+    sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
     return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(generator.context_labels(params))),
                  params=params, model_sha256=generator.model_sha256, model_path=generator.model_path,
                  version=__version__, backend=getattr(generator.unet, "backend", "onnxruntime"),
@@ -119,13 +120,19 @@ class Histogram:
 
 class ContinuousBatcher:
     def __init__(self, generator: SpriteGenerator, max_batch: int = DEFAULT_MAX_BATCH, max_n: int = DEFAULT_MAX_N,
-                 max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS, start: bool = True):
-        for name, value in (("max batch", max_batch), ("max n", max_n), ("max queued rows", max_queued_rows)):
+                 max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS, parallel: int = 1, start: bool = True):
+        for name, value in (("max batch", max_batch), ("max n", max_n), ("max queued rows", max_queued_rows),
+                            ("parallel", parallel)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DdpmEdgeError(f"{name} must be a positive integer, got {value!r}")
         self.generator = generator
         self.unet = generator.unet
         self.max_batch, self.max_n, self.max_queued_rows = max_batch, max_n, max_queued_rows
+        # parallel > 1: the tick's rows are split into that many slices evaluated at once on threads (the
+        # backend releases the GIL); rows are independent, so x_0 does not change. On a CPU this uses the
+        # cores without intra-op thread pools, which lose much of their gain on a busy machine.
+        self.parallel = parallel
+        self._pool = ThreadPoolExecutor(parallel - 1, thread_name_prefix="ddpm-unet") if parallel > 1 else None
         self._cond = threading.Condition()
         self._inbox: list[Job] = []      # submitted, joining at the next tick
         self._active: list[Job] = []     # owned by the worker thread
@@ -209,6 +216,8 @@ class ContinuousBatcher:
                         job.cancel()
                     self._cond.notify()
                 self._worker.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     # -- the worker ----------------------------------------------------------------------------------
 
@@ -259,6 +268,18 @@ class ContinuousBatcher:
                 break
         return chosen
 
+    def _unet(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """eps for the tick's rows: one backend call, or `parallel` calls on row slices at once."""
+        rows = x.shape[0]
+        if self._pool is None or rows < 2 * MIN_SLICE_ROWS:
+            return self.unet(x, t, c)
+        k = min(self.parallel, rows // MIN_SLICE_ROWS)
+        bounds = [rows * j // k for j in range(k + 1)]
+        slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        others = [self._pool.submit(self.unet, x[s], t[s], c[s]) for s in slices[1:]]
+        first = self.unet(x[slices[0]], t[slices[0]], c[slices[0]])
+        return np.concatenate([first, *(f.result() for f in others)])
+
     def _step(self, jobs: list[Job]) -> None:
         self._tick += 1
         started = time.perf_counter()
@@ -266,7 +287,7 @@ class ContinuousBatcher:
             parts = [job.trajectory.inputs() for job in jobs]
             x, t, c = (np.concatenate([p[k] for p in parts]) for k in range(3))   # [R,C,H,W], [R,1], [R,k]
             called = time.perf_counter()
-            eps = self.unet(x, t, c)                                               # [R,C,H,W]
+            eps = self._unet(x, t, c)                                              # [R,C,H,W]
             self.unet_seconds.observe(time.perf_counter() - called)
             self.batch_rows.observe(x.shape[0])
         except Exception as e:   # a failed call fails its requests, never the service

@@ -9,10 +9,16 @@ import typer
 
 from .api import render
 from .assets.background import DEFAULT_TOLERANCE
-from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app
+from .assets.records import read_record
+from .info import shipped_classes
+from .cli_errors import Device, make_app, one_line_errors, progress_bar, run_app, version_option
 from .assets.outputs import DEFAULT_FRAME_MS, Targets
 from .solvers import DEFAULT_CLASS_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_HELP, SAMPLERS, SPACINGS
 
+_CLASSES = shipped_classes()
+CONTEXT_HELP = (f"a class name of the model (the shipped model's: {', '.join(_CLASSES)}; `ddpm-info MODEL` lists "
+                f"another model's), numbers (one per class, e.g. 1,0,0.6,0,0), random, or none" if _CLASSES else
+                "a class name of the model (`ddpm-info MODEL` lists them), numbers (one per class), random, or none")
 app = make_app("Sample sprites from the course's ContextUnet (ONNX Runtime or TensorRT, no torch).")
 
 
@@ -61,7 +67,7 @@ def run(
                                                              "DDIM stride, the default), logsnr, karras"),
     seed: Optional[int] = typer.Option(None, help="random seed; same seed, same sprites (default: drawn and recorded)"),
     context: Optional[str] = typer.Option(None, "--context", "-c",
-                                          help="a class name (hero), numbers (1,0,0.6,0,0), random, or none"),
+                                          help=CONTEXT_HELP),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance weight w: (1+w)·eps(c) − w·eps(0) "
                                                         f"(default {DEFAULT_CLASS_GUIDANCE:g} when a class is asked for with a "
                                                         "modern solver; 0 for ddpm, ddim and unconditional runs)"),
@@ -103,6 +109,7 @@ def run(
                                                            "fused; a loop model from ddpm-export --gpu-loop, or a "
                                                            "UNet .onnx fused on load)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    version: bool = version_option("ddpm-run"),
 ) -> None:
     """Generate N sprites and write them as a sprite sheet PNG (or raw samples as .npy), optionally with
     a TexturePacker atlas, one PNG per sprite and a denoising animation. Every PNG records its
@@ -126,11 +133,18 @@ def run(
     if not quiet:
         written = ", ".join(str(p) for p in (out, targets.atlas_path, gif) if p is not None)
         if each is not None:
-            written += f", {len(batch.names)} sprites in {each}"
+            written += f", {plural(len(batch.names), 'sprite')} in {each}"
         p = batch.params
         solver = p.sampler + (f" eta {p.eta:g}" if p.eta else "") + (f" {p.spacing}" if p.spacing != "uniform" else "")
-        typer.echo(f"wrote {written} ({p.n} sprites, {solver} {p.steps} steps, seed {p.seed}, "
+        sprite = read_record(from_png).get("sprite") if from_png is not None else None
+        what = plural(p.n, "sprite") if sprite is None else f"sprite {sprite} of {p.n}"
+        typer.echo(f"wrote {written} ({what}, {solver} {plural(p.steps, 'step')}, seed {p.seed}, "
                    f"model {Path(batch.model_path).name}, {batch.backend} {batch.precision})", err=True)
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 sprite", "16 sprites"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from .errors import DdpmEdgeError, MissingDependency
+from .signals import install as install_signal_handlers, interrupted_line
 
 EXPORT_HINT = "pip install 'ddpm-edge[export]'"
 
@@ -39,9 +40,10 @@ def one_line_errors(prog: str):
             except DdpmEdgeError as e:
                 typer.echo(f"{prog}: error: {e}", err=True)
                 raise typer.Exit(e.exit_code) from None
-            except KeyboardInterrupt:
-                typer.echo(f"{prog}: interrupted", err=True)
-                raise typer.Exit(130) from None
+            except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP (runtime/signals.py)
+                line, code = interrupted_line(prog, e)
+                typer.echo(line, err=True)
+                raise typer.Exit(code) from None
             except Exception as e:
                 if os.environ.get("DDPM_EDGE_DEBUG"):
                     raise
@@ -65,16 +67,36 @@ def make_app(help_text: str) -> typer.Typer:
                        help=help_text, context_settings={"help_option_names": ["-h", "--help"]})
 
 
+def version_option(prog: str):
+    """`--version` for a command: print "PROG VERSION" and exit 0 before anything else is checked."""
+    def show(value: bool) -> None:
+        if value:
+            from ddpm_edge.runtime import __version__
+            typer.echo(f"{prog} {__version__}")
+            raise typer.Exit(0)
+    return typer.Option(False, "--version", callback=show, is_eager=True, help="print the version and exit")
+
+
 def _click_class(name: str) -> type:
     """Click's exception class `name`, from wherever this typer takes click (its own vendored copy in
     typer >= 0.25, the click package before): found on the public typer.BadParameter's bases."""
     return next(k for k in typer.BadParameter.__mro__ if k.__name__ == name)
 
 
+def quiet_warnings() -> None:
+    """A console script's stderr carries one line per outcome: Python warnings (NumPy overflow, torch
+    deprecations) are not shown unless asked for (PYTHONWARNINGS / -W / DDPM_EDGE_DEBUG)."""
+    import warnings
+    if not sys.warnoptions and not os.environ.get("DDPM_EDGE_DEBUG"):
+        warnings.simplefilter("ignore")
+
+
 def run_app(app: typer.Typer, prog: str) -> None:
     """Run a console script. Click's own usage errors (an unknown option, `-n abc`) also become one line
     `prog: error: reason (see prog -h)` with exit 2, instead of click's usage block."""
     usage_error, click_exception = _click_class("UsageError"), _click_class("ClickException")
+    install_signal_handlers()
+    quiet_warnings()
     try:
         code = app(standalone_mode=False)   # the code of a typer.Exit, else the command's return value
     except usage_error as e:
@@ -83,9 +105,10 @@ def run_app(app: typer.Typer, prog: str) -> None:
     except click_exception as e:            # e.g. a file option click itself could not open
         typer.echo(f"{prog}: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo(f"{prog}: interrupted", err=True)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as e:   # click turns an interrupt while parsing into Abort
+        line, code = interrupted_line(prog, e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else e)
+        typer.echo(line, err=True)
+        sys.exit(code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

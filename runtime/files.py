@@ -40,11 +40,24 @@ def check_writable(path: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK):
         raise DdpmEdgeError(f"cannot write {path}: folder {parent} is not writable")
     try:  # permissions can pass (root) where the file system still refuses: probe for real
-        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", suffix=".probe", dir=parent):
+        with tempfile.NamedTemporaryFile(prefix=TEMP_PREFIX, suffix=".probe", dir=parent):
             pass
     except OSError as e:
         raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+TEMP_PREFIX = ".ddpm-"   # short: a temp name must fit wherever a legal output name (≤ 255 bytes) does
+
+
+def _temp_beside(path: Path, suffix: str = ".part") -> str:
+    """A new empty file with a short hidden name in `path`'s folder, with the usual output permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+    return tmp
 
 
 @contextmanager
@@ -52,13 +65,9 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; on success rename it over `path`, on failure delete it."""
     path = check_writable(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        tmp = _temp_beside(path)
     except OSError as e:
         raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -90,9 +99,10 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def check_outputs(inputs: dict, outputs: dict) -> None:
     """Refuse, before any work, an output that is one of the inputs (it would be replaced by what is
     made from it) or two outputs that are one file (one would silently replace the other).
-    inputs/outputs: {label: path or None}."""
-    outs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
-    ins = [(label, Path(p)) for label, p in inputs.items() if p is not None]
+    inputs/outputs: {label: path or None}, or (label, path) pairs."""
+    pairs = lambda given: given.items() if isinstance(given, dict) else given   # noqa: E731
+    outs = [(label, Path(p)) for label, p in pairs(outputs) if p is not None]
+    ins = [(label, Path(p)) for label, p in pairs(inputs) if p is not None]
     for out_label, out in outs:
         for in_label, source in ins:
             if same_file(out, source):
@@ -102,3 +112,66 @@ def check_outputs(inputs: dict, outputs: dict) -> None:
         for label_b, b in outs[k + 1:]:
             if same_file(a, b):
                 raise DdpmEdgeError(f"{label_a} and {label_b} are the same file {a}; give different paths")
+
+
+class OutputSet:
+    """Several outputs that appear all together or not at all.
+
+        with OutputSet() as outputs:
+            write(outputs.stage(a)); write(outputs.stage(b))   # temp files beside a and b
+        # here both a and b are in place; on any exception (or signal) neither changed
+
+    Each file is written to a short temp name beside it; when the block succeeds they are renamed into
+    place one by one, an existing file first moved aside so that a failure midway (a full disk, a
+    rename refused, a signal) restores every file already replaced and removes every file already
+    added. Two staged paths that are one file are refused.
+    """
+
+    def __init__(self):
+        self.staged: list[tuple[Path, Path]] = []   # (final, temp)
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def stage(self, path: str | os.PathLike) -> Path:
+        path = check_writable(path)
+        for final, _ in self.staged:
+            if same_file(final, path):
+                raise DdpmEdgeError(f"two outputs are the same file {path}; give different paths")
+        try:
+            tmp = Path(_temp_beside(path))
+        except OSError as e:
+            raise DdpmEdgeError(f"cannot write {path}: {e.strerror or e}") from None
+        self.staged.append((path, tmp))
+        return tmp
+
+    def __exit__(self, kind, error, tb) -> None:
+        try:
+            if kind is None:
+                self._commit()
+        finally:
+            for _, tmp in self.staged:
+                tmp.unlink(missing_ok=True)
+
+    def _commit(self) -> None:
+        done: list[tuple[Path, Path | None]] = []   # (final, the previous file moved aside or None)
+        try:
+            for final, tmp in self.staged:
+                backup = None
+                if final.exists():
+                    backup = Path(_temp_beside(final, ".old"))
+                    os.replace(final, backup)
+                done.append((final, backup))
+                os.replace(tmp, final)
+        except BaseException as e:
+            for final, backup in reversed(done):   # undo: the disk as it was
+                if backup is not None:
+                    os.replace(backup, final)
+                else:
+                    final.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise DdpmEdgeError(f"cannot write {final}: {e.strerror or e}; nothing was written") from None
+            raise
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ MAX_RECORD_BYTES = 1 << 23       # the record's JSON text
 MAX_JSON_DEPTH = 16              # nesting of a record's JSON
 MAX_PNG_CHUNKS = 1 << 16         # chunks walked before the record is given up on
 MAX_CHECKPOINT_BYTES = 1 << 30   # a .pth, and the inflated size of all its zip members
+MAX_DATASET_BYTES = 1 << 30      # a training .npy array
 MAX_GUIDANCE = 1e6               # classifier-free guidance weight: finite in float32 with room for (1+w)·eps
 MAX_SEED = (1 << 64) - 1         # seeds are unsigned 64-bit (numpy's SeedSequence words)
 

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .assets.background import DEFAULT_TOLERANCE, check_tolerance, parse_background
+from .assets.background import (DEFAULT_KEYING, DEFAULT_TOLERANCE, LEGACY_KEYING, check_keying, check_tolerance,
+                                parse_background)
 from .errors import DdpmEdgeError
 from .limits import MAX_GUIDANCE, MAX_N, MAX_SEED, MAX_T
 from .solvers import COURSE_SAMPLERS, DEFAULT_CLASS_GUIDANCE, DEFAULT_SAMPLER, check_eta, check_sampler, check_spacing, default_steps
@@ -20,7 +21,7 @@ from .sampling import DEFAULT_RNG, RNGS
 MAX_SAMPLES = MAX_N
 SEED_BITS = 32
 # fields added after record format /1: what older records meant
-RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64"}
+RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "keying": LEGACY_KEYING}
 
 
 def _is_number(value) -> bool:
@@ -77,6 +78,7 @@ class GenerationParams:
     eta: float = 0.0                # DDIM's η (0: the course's deterministic DDIM); other samplers refuse η > 0
     spacing: str = "uniform"        # which indices the sampler visits: uniform, logsnr, karras
     rng: str = DEFAULT_RNG          # noise generator: pcg64 (records without the field) or philox
+    keying: str = DEFAULT_KEYING    # background keying algorithm: v2 (edges unmixed), v1 (records without the field)
 
     def __post_init__(self):
         if not _is_int(self.n) or not 1 <= self.n <= MAX_SAMPLES:
@@ -103,7 +105,7 @@ class GenerationParams:
         for name, value in (("sampler", self.sampler.lower()),
                             ("guidance", None if self.guidance is None else float(self.guidance)),
                             ("background", parse_background(self.background)),
-                            ("tolerance", check_tolerance(self.tolerance)),
+                            ("tolerance", check_tolerance(self.tolerance)), ("keying", check_keying(self.keying)),
                             ("context", list(self.context) if isinstance(self.context, tuple) else self.context)):
             object.__setattr__(self, name, value)
         for name in ("n", "steps", "seed"):

@@ -8,10 +8,10 @@
     GET  /readyz        the model is loaded and requests are admitted (503 while draining)
     GET  /metrics       Prometheus text: queue depth, rows per UNet call, UNet call latency, requests by status
 
-Bad input → 422 {"error": <the one-line reason ddpm-run gives>}; a full queue → 429 with Retry-After; a
-passed deadline (X-Timeout header in seconds, else the server's --timeout) → 504; a client that
-disconnects is cancelled and its rows freed at the next tick. `Service` holds the handlers so the Ray Serve
-deployment (serve/ray_serve.py) answers with the same code.
+Bad input → 422 {"error": <the one-line reason ddpm-run gives>} (a body over 64 KiB: 413); a full
+queue → 429 with Retry-After; a passed deadline (X-Timeout header in seconds, else the server's
+--timeout) → 504; a client that disconnects is cancelled and its rows freed at the next tick. `Service`
+holds the handlers so the Ray Serve deployment (serve/ray_serve.py) answers with the same code.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import base64
 import collections
 import json
 import math
+import os
 import tempfile
 import zipfile
 from contextlib import asynccontextmanager
@@ -45,6 +46,7 @@ LAYOUT_NAMES = tuple(f.name for f in fields(SheetLayout))
 DEFAULT_TIMEOUT = 300.0      # seconds a request may take, unless its X-Timeout header asks for less
 DISCONNECT_POLL = 0.1        # seconds between checks that the client is still there
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)   # fixed, so the same request gives the same zip bytes
+MAX_BODY = 1 << 16           # bytes of a request body: settings are a few hundred
 
 
 @dataclass(frozen=True)
@@ -133,12 +135,18 @@ class Service:
         return response
 
     async def _generate(self, request: Request) -> Response:
+        raw = b""
+        async for chunk in request.stream():   # read at most MAX_BODY bytes, whatever Content-Length says
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return _error(413, f"the request body exceeds {MAX_BODY} bytes")
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
             return _error(422, "the request body is not valid JSON")
         try:
             req = parse_request(body)
+            req.layout.check_size(req.params.n, *self.batcher.generator.spec.sample_shape[1:])   # before sampling
             job = self.batcher.submit(req.params, self._deadline(request.headers.get("x-timeout")))
         except Overloaded as e:
             return _error(429, str(e), {"Retry-After": str(e.retry_after)})
@@ -167,7 +175,12 @@ class Service:
             return _error(503, "the server is shutting down", {"Retry-After": "5"})
         except DdpmEdgeError as e:
             return _error(500, str(e))
-        body = await run_in_threadpool(encode, batch, req.layout, req.format)
+        try:
+            body = await run_in_threadpool(encode, batch, req.layout, req.format)
+        except DdpmEdgeError as e:    # e.g. a sheet over the size limit: the request's layout, not the server
+            return _error(422, str(e))
+        except Exception as e:        # never a traceback to the client, never a stopped service
+            return _error(500, f"writing the {req.format} failed: {type(e).__name__}: {e}")
         p = batch.params
         return Response(body, media_type=FORMATS[req.format],
                         headers={"X-Seed": str(p.seed), "X-Steps": str(p.steps), "X-Sampler": p.sampler})
@@ -199,7 +212,9 @@ class Service:
 
     def metrics(self) -> str:
         b = self.batcher
-        lines = ["# HELP ddpm_queue_rows UNet rows of admitted requests not yet finished (waiting or running).",
+        lines = ["# HELP ddpm_server_info This server process (replicas of a Ray Serve deployment differ by pid).",
+                 "# TYPE ddpm_server_info gauge", f'ddpm_server_info{{pid="{os.getpid()}"}} 1',
+                 "# HELP ddpm_queue_rows UNet rows of admitted requests not yet finished (waiting or running).",
                  "# TYPE ddpm_queue_rows gauge", f"ddpm_queue_rows {b.queued_rows}",
                  "# HELP ddpm_queue_requests Admitted requests not yet finished.",
                  "# TYPE ddpm_queue_requests gauge", f"ddpm_queue_requests {b.queued_requests}"]

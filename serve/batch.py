@@ -27,14 +27,14 @@ import numpy as np
 import typer
 
 from ddpm_edge.runtime.assets.outputs import SheetLayout, Targets, write_outputs
-from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, run_app
+from ddpm_edge.runtime.cli_errors import Device, make_app, one_line_errors, run_app, version_option
 from ddpm_edge.runtime.errors import DdpmEdgeError, MissingDependency
 from ddpm_edge.runtime.files import atomic_path, atomic_write_bytes, sha256_file
 from ddpm_edge.runtime.params import SEED_BITS, GenerationParams
 
 MAX_PER_SHARD = 1 << 16
 MAX_TOTAL = 1 << 40
-_GENERATORS: dict = {}     # per worker process: (engine, device, threads) → SpriteGenerator
+_GENERATORS: dict = {}     # per worker process: (engine, device, threads, backend, precision) → SpriteGenerator
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -54,6 +54,8 @@ class BatchJob:
     model_sha256: str
     device: str = "cpu"
     threads: int = 1
+    backend: str = "auto"
+    precision: str | None = None
 
     @property
     def shards(self) -> int:
@@ -71,10 +73,10 @@ class BatchJob:
 
 
 def _generator(job: BatchJob):
-    key = (job.engine, job.device, job.threads)
+    key = (job.engine, job.device, job.threads, job.backend, job.precision)
     if key not in _GENERATORS:
-        from .ray_serve import load_generator
-        _GENERATORS[key] = load_generator(job.engine, job.device, job.threads)
+        from .models import load_generator
+        _GENERATORS[key] = load_generator(job.engine, job.device, job.threads, job.backend, job.precision)
     return _GENERATORS[key]
 
 
@@ -102,7 +104,8 @@ def generate_shard(job: BatchJob, k: int) -> dict:
     labels = generator.context_labels(batch.params)
     sprites = [{"index": k * job.per_shard + j, "shard": k, "sprite": j, "name": name, "label": label,
                 "sheet": f"shards/{sheet.name}", "x": x, "y": y, "w": w, "h": h, "seed": seed}
-               for j, (name, label, (x, y, w, h)) in enumerate(zip(batch.names, labels, layout.cells(n, height, width)))]
+               for j, (name, label, (x, y, w, h))
+               in enumerate(zip(batch.names, labels, layout.cells(n, height, width)))]
     entry = {"shard": k, "n": n, "seed": seed, "sheet": f"shards/{sheet.name}", "sheet_sha256": sha256_file(sheet),
              "sprites": sprites}
     atomic_write_bytes(sheet.with_suffix(".json"), (json.dumps(entry, indent=1) + "\n").encode())
@@ -134,7 +137,7 @@ def write_manifest(job: BatchJob) -> Path:
 
 
 def plan(out: Path, total: int, per_shard: int, seed: int | None, engine: Path | None, device: str = "cpu",
-         threads: int = 1, **settings) -> BatchJob:
+         threads: int = 1, backend: str = "auto", precision: str | None = None, **settings) -> BatchJob:
     """Validate everything and pin the batch in OUT/batch.json (or check a rerun matches it)."""
     for name, value, high in (("total", total, MAX_TOTAL), ("per-shard", per_shard, MAX_PER_SHARD)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
@@ -151,6 +154,8 @@ def plan(out: Path, total: int, per_shard: int, seed: int | None, engine: Path |
     model = Path(engine).resolve() if engine is not None else default_model_path()
     if not model.is_file():
         raise DdpmEdgeError(f"model file not found: {model}")
+    from ddpm_edge.runtime.backends import pick_backend
+    pick_backend(model, backend, precision)      # refuse a backend/precision the model cannot take, before Ray
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise DdpmEdgeError(f"{out} exists and is not a folder")
@@ -167,7 +172,7 @@ def plan(out: Path, total: int, per_shard: int, seed: int | None, engine: Path |
     job = BatchJob(out=str(out), total=total, per_shard=per_shard, seed=seed,
                    settings={k: v for k, v in params.as_dict().items() if k in param_names},
                    layout=layout.as_dict(), engine=str(model), model_sha256=sha256_file(model), device=device,
-                   threads=threads)
+                   threads=threads, backend=backend, precision=precision)
     if recorded is not None and recorded != job.identity():
         flat = lambda d: {f"{k}.{j}" if isinstance(v, dict) else k: w for k, v in d.items()   # noqa: E731
                           for j, w in (v.items() if isinstance(v, dict) else [(None, v)])}
@@ -242,15 +247,19 @@ def batch(
     cols: Optional[int] = typer.Option(None, help="sprites per sheet row (default: square grid)"),
     padding: Optional[int] = typer.Option(None, help="pixels around and between sheet cells (default 0)"),
     device: Device = typer.Option(Device.cpu, help="ONNX Runtime device of each worker"),
+    backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt, as ddpm-run --backend"),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16, int8 or fp16, as ddpm-run --precision"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or summary"),
+    version: bool = version_option("ddpm-batch"),
 ) -> None:
     """Write TOTAL sprites as sheets of PER_SHARD into OUT/shards with a manifest; a rerun skips complete
     shards and regenerates the others byte for byte."""
     if workers is not None and workers < 1 or threads < 1:
         raise DdpmEdgeError("workers and threads must be at least 1")
-    job = plan(out, total, per_shard, seed, engine, device=device.value, threads=threads, sampler=sampler,
-               steps=steps, eta=eta, spacing=spacing, rng=rng, context=context, guidance=guidance, background=background, tolerance=tolerance,
-               scale=scale, cols=cols, padding=padding)
+    job = plan(out, total, per_shard, seed, engine, device=device.value, threads=threads, backend=backend,
+               precision=precision, sampler=sampler,
+               steps=steps, eta=eta, spacing=spacing, rng=rng, context=context, guidance=guidance,
+               background=background, tolerance=tolerance, scale=scale, cols=cols, padding=padding)
     generated, skipped = run_batch(job, address=address, workers=workers, quiet=quiet)
     if not quiet:
         typer.echo(f"ddpm-batch: {job.total} sprites in {job.shards} shards ({generated} generated, {skipped} "

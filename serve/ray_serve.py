@@ -19,28 +19,21 @@ from ddpm_edge.runtime.batching import (DEFAULT_MAX_BATCH, DEFAULT_MAX_N, DEFAUL
                                         ContinuousBatcher)
 
 from .app import DEFAULT_TIMEOUT, Service
+from .models import load_generator
 
 MAX_ONGOING = 256   # requests a replica holds at once; beyond the batcher's own limit it answers 429
-
-
-def load_generator(engine: str | None = None, device: str = "cpu", threads: int | None = None):
-    """A SpriteGenerator; `threads` caps ONNX Runtime's intra-op threads (replicas sharing a machine)."""
-    from ddpm_edge.runtime.api import SpriteGenerator
-    if threads is None or (engine is not None and not str(engine).endswith(".onnx")):
-        return SpriteGenerator.load(engine, device=device)
-    from ddpm_edge.runtime.backends import default_model_path
-    from ddpm_edge.runtime.backends.ort import OnnxUnet
-    return SpriteGenerator(OnnxUnet(engine or default_model_path(), device=device, threads=threads))
 
 
 @serve.deployment(max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 1},
                   graceful_shutdown_timeout_s=30)
 class SpriteService:
     def __init__(self, engine: str | None = None, device: str = "cpu", threads: int | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH, max_n: int = DEFAULT_MAX_N,
-                 max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS, timeout: float = DEFAULT_TIMEOUT):
-        batcher = ContinuousBatcher(load_generator(engine, device, threads), max_batch=max_batch, max_n=max_n,
-                                    max_queued_rows=max_queued_rows)
+                 backend: str = "auto", precision: str | None = None, max_batch: int = DEFAULT_MAX_BATCH,
+                 max_n: int = DEFAULT_MAX_N, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
+                 timeout: float = DEFAULT_TIMEOUT, parallel: int = 1):
+        generator = load_generator(engine, device, threads, backend, precision)
+        batcher = ContinuousBatcher(generator, max_batch=max_batch, max_n=max_n, max_queued_rows=max_queued_rows,
+                                    parallel=parallel)
         self.service = Service(batcher, timeout)
 
     async def __call__(self, request: Request) -> Response:
@@ -63,7 +56,7 @@ def build_app(args: dict | None = None):
     (e.g. min_replicas, max_replicas, target_ongoing_requests) pass to Ray Serve."""
     args = dict(args or {})
     options = {k: args.pop(k) for k in ("num_replicas", "autoscaling_config", "ray_actor_options") if k in args}
-    for key in ("max_batch", "max_n", "max_queued_rows", "threads"):
+    for key in ("max_batch", "max_n", "max_queued_rows", "threads", "parallel"):
         if key in args and args[key] is not None:
             args[key] = int(args[key])
     if "timeout" in args:

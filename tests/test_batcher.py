@@ -187,3 +187,17 @@ def test_close_drains_or_cancels(generator):
     with pytest.raises(Cancelled):
         job.result(0)
     assert not batcher.running
+
+
+def test_parallel_slices_same_sprites(generator):
+    """parallel=2: each tick's rows go to the backend as 2 slices at once; the sprites do not change."""
+    gen = recording(generator)
+    batcher = ContinuousBatcher(gen, parallel=2, start=False)
+    jobs = [batcher.submit(GenerationParams(n=3, sampler="ddim", steps=5, seed=k, guidance=float(k))) for k in range(3)]
+    batcher._worker.start()
+    out = [job.result(60) for job in jobs]
+    batcher.close()
+    assert sorted(gen.unet.calls[:2]) == [7, 8] and sum(gen.unet.calls) == 15 * 5   # 15 rows per tick, 2 slices
+    for k, batch in enumerate(out):
+        np.testing.assert_array_equal(batch.samples, generator.generate_raw(3, seed=k, sampler="ddim", steps=5,
+                                                                            guidance=float(k)))

@@ -97,7 +97,7 @@ def test_from_reproduces_the_sheet_byte_for_byte(small_onnx, tmp_path):
     third = tmp_path / "third.png"                                                 # from a per-sprite PNG
     assert ddpm_run("--from", tmp_path / "each" / "sprite_003.png", "--engine", model, "--out", third,
                     "-q").exit_code == 0
-    assert third.read_bytes() == sheet.read_bytes()
+    assert third.read_bytes() == (tmp_path / "each" / "sprite_003.png").read_bytes()   # that sprite alone
     other = tmp_path / "other.png"
     assert ddpm_run("--from", sheet, "--seed", "99", "--out", other, "-q").exit_code == 0
     assert read_record(other)["seed"] == 99 and other.read_bytes() != sheet.read_bytes()
@@ -119,10 +119,10 @@ def test_from_refuses_a_different_model(small_onnx, tmp_path):
 @pytest.mark.parametrize("args,match", [
     (["--background", "blurple"], "unknown background colour"),
     (["--tolerance", "999"], "tolerance"),
-    (["--each", "{tmp}/missing/each"], "does not exist"),
+    (["--each", "{tmp}/file.txt/each"], "not a folder"),
     (["--each", "{tmp}/file.txt"], "not a folder"),
     (["--gif", "{tmp}/anim.mp4"], "animation must end"),
-    (["--gif", "{tmp}/missing/anim.gif"], "does not exist"),
+    (["--gif", "{tmp}/file.txt/anim.gif"], "not a folder"),
     (["--gif", "{tmp}/sheet.png"], "different files"),
     (["--out", "{tmp}/raw.npy", "--atlas"], "atlas"),
     (["--padding", "-1"], "padding"),

@@ -272,3 +272,24 @@ def test_shipped_int8_ir_carries_its_metadata_and_weights_hash(tmp_path):
     (tmp_path / "m.bin").unlink()
     with pytest.raises(DdpmEdgeError, match="needs its weights m.bin"):
         load_unet(tmp_path / "m.xml")
+
+
+def test_auto_moves_only_gated_configurations_to_a_faster_engine():
+    """backend auto: the default configuration with a class (a shipped equal verdict for OpenVINO bf16) runs
+    on OpenVINO bf16; the course's DDPM and configurations without a verdict stay on onnxruntime fp32; an
+    explicit backend never moves; the record names the engine that ran."""
+    from ddpm_edge.runtime.api import SpriteGenerator
+    from ddpm_edge.runtime.params import GenerationParams
+
+    auto = SpriteGenerator.load()
+    fast = auto.engine_for("dpmpp-2m-sde", 10, 2.0)
+    assert (fast.backend, fast.precision) == ("openvino", "bf16")
+    for config in (("ddpm", None, 0.0), ("ddim", 25, 2.0), ("dpmpp-2m-sde", 11, 2.0), ("dpmpp-2m", 10, 2.0)):
+        engine = auto.engine_for(*config)
+        assert (engine.backend, engine.precision) == ("onnxruntime", "fp32"), config
+    fixed = SpriteGenerator.load(backend="onnxruntime")
+    assert fixed.engine_for("dpmpp-2m-sde", 10, 2.0) is fixed.unet
+    batch = auto.generate_batch(GenerationParams(n=2, seed=1, context="food"))
+    assert (batch.backend, batch.precision) == ("openvino", "bf16") and batch.params.guidance == 2.0
+    plain = auto.generate_batch(GenerationParams(n=2, seed=1, context="food", sampler="ddpm", steps=None))
+    assert (plain.backend, plain.precision) == ("onnxruntime", "fp32")

@@ -257,3 +257,19 @@ def test_benchmark_bad_config_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == ["error: config 'ddim:fast': steps must be an integer, got 'fast'"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_caches_per_seed_and_aggregates_cached_rows(tmp_path):
+    common = ["--n", "10", "--kid-subsets", "2", "--noise-splits", "1", "--cache", tmp_path / "cache", "--quiet"]
+    run = lambda *args: subprocess.run([sys.executable, str(SCRIPT), *map(str, args), *map(str, common)],
+                                       capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    first = run("ddim:2", "--seeds", "0,1", "--out", tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*/*.npz")) == ["ddim_2_seed0_n10.npz", "ddim_2_seed1_n10.npz"]
+    again = run("ddim:2", "ddim:3", "--seeds", "0,1,2", "--cached-only", "--out", tmp_path / "again")
+    assert again.returncode == 0, again.stderr
+    first, again = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("first", "again"))
+    assert [r["seed"] for r in again["rows"][0]["reports"]] == [0, 1]        # seed 2 was never generated
+    assert again["rows"][0]["reports"] == first["rows"][0]["reports"]         # the same sprites, the same figures
+    assert again["not_measured"] == ["ddim:3 (0 of 3 seeds cached)"] and len(again["rows"]) == 1
+    assert "Not measured (too few seeds generated in time): ddim:3" in (tmp_path / "again.md").read_text()

@@ -1,6 +1,7 @@
 """PNG records across formats: files written before "ddpm-edge-params/2" (tests/data/records_v1, made by
 ddpm-run 0.1.0 with the tiny model beside them, see its MAKE.md) still regenerate byte for byte with
 `--from` and nothing overridden; every other regeneration writes /2, which names all parameters."""
+import json
 import shutil
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def test_v1_atlas_each_and_animation_regenerate_byte_for_byte(v1, tmp_path):
     out = tmp_path / "ddim_sheet.png"
     result = ddpm_run("--from", v1 / "ddim_sheet.png", "--out", out, "--atlas", "--each", tmp_path / "each", "-q")
     assert result.exit_code == 0, result.output
-    assert out.with_suffix(".json").read_bytes() == (V1 / "ddim_sheet.json").read_bytes()
+    # the atlas is not a record: it is rewritten in today's layout (frames prefixed by the sheet's stem,
+    # with pivot), the same rectangles in the same order as the one written by 0.1.0
+    old, new = (json.loads(p.read_text()) for p in (V1 / "ddim_sheet.json", out.with_suffix(".json")))
+    assert [(f"ddim_sheet/{name}", e["frame"]) for name, e in old["frames"].items()] == \
+        [(name, e["frame"]) for name, e in new["frames"].items()]
+    assert new["meta"]["size"] == old["meta"]["size"] and new["meta"]["image"] == old["meta"]["image"]
     for sprite in sorted((V1 / "each").iterdir()):
         assert (tmp_path / "each" / sprite.name).read_bytes() == sprite.read_bytes(), sprite.name
     anim = tmp_path / "anim.png"
@@ -115,3 +121,29 @@ def test_batch_records_the_unets_backend_and_precision(v1, tmp_path):
     record = read_record(tmp_path / "s.png")
     assert (record["backend"], record["precision"], record["sampler"], record["steps"]) == \
         ("openvino", "bf16", "dpmpp-2m", 3)
+
+
+def test_from_a_record_loads_its_backend_and_precision_unless_told(v1, tmp_path, monkeypatch):
+    """A record is regenerated on the engine it names (OpenVINO bf16 here; /1 records: onnxruntime fp32), so
+    `auto` never moves it to another engine; options given on the command line win."""
+    from ddpm_edge.runtime import api
+    from ddpm_edge.runtime.assets.outputs import Targets
+    out = v1 / "a.png"
+    assert ddpm_run("--engine", v1 / "tiny.onnx", "-n", "2", "--sampler", "ddim", "--steps", "3", "--seed", "1",
+                    "--out", out, "-q").exit_code == 0
+    seen = []
+    real_load = api.SpriteGenerator.load
+
+    def load(path=None, **options):
+        seen.append({k: options[k] for k in ("backend", "precision") if k in options})
+        return real_load(path, **{k: v for k, v in options.items() if k not in ("backend", "precision")})
+    monkeypatch.setattr(api.SpriteGenerator, "load", load)
+    monkeypatch.setattr(api, "read_record", lambda path: {**read_record(path), "backend": "openvino",
+                                                          "precision": "bf16"})
+    api.render(Targets(sheet=tmp_path / "b.png"), source=out)
+    api.render(Targets(sheet=tmp_path / "c.png"), source=out, load_options={"backend": "onnxruntime"})
+    monkeypatch.setattr(api, "read_record", read_record)
+    api.render(Targets(sheet=tmp_path / "d.png"), source=out)
+    api.render(Targets(sheet=tmp_path / "e.png"), source=v1 / "ddim_sheet.png")
+    pinned = {"backend": "onnxruntime", "precision": "fp32"}
+    assert seen == [{"backend": "openvino", "precision": "bf16"}, {"backend": "onnxruntime"}, pinned, pinned]

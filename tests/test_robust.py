@@ -228,3 +228,92 @@ def test_backend_output_breaking_the_contract():
             run_chunked(spec, bad, x, t, c)
     with pytest.raises(DdpmEdgeError, match="fixed/minimum batch"):
         run_chunked(spec, lambda x, t, c: x, x, t, c, min_batch=limits.MAX_FIXED_BATCH + 1)
+
+
+# -- all or none; inputs never overwritten ----------------------------------------------------------
+
+def test_sprite_file_equal_to_the_sheet_is_refused(tmp_path):
+    model = tiny_unet(tmp_path / "m.onnx")
+    each = tmp_path / "each"
+    result = ddpm_run("--engine", model, "-n", "2", *FAST, "--seed", "1", "--out", each / "sprite_000.png",
+                      "--each", each)
+    assert result.exit_code == 2   # the sheet's folder does not exist yet, or it is a sprite's path
+    each.mkdir()
+    result = ddpm_run("--engine", model, "-n", "2", *FAST, "--seed", "1", "--out", each / "sprite_000.png",
+                      "--each", each)
+    assert_refused(result, "same file")
+    assert list(each.iterdir()) == []
+    result = ddpm_run("--engine", model, "-n", "2", *FAST, "--out", tmp_path / "a.png", "--gif", tmp_path / "a.png")
+    assert_refused(result, "different files")
+
+
+def test_inputs_are_never_overwritten(tmp_path):
+    model = tiny_unet(tmp_path / "m.onnx")
+    assert ddpm_run("--engine", model, "-n", "2", *FAST, "--seed", "1", "--out", tmp_path / "s.png", "-q").exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert_refused(ddpm_run("--from", tmp_path / "s.png", "--engine", model, "--out", tmp_path / "s.png"), "--from")
+    assert_refused(ddpm_run("--from", tmp_path / "s.png", "--engine", model, "--out", tmp_path / "x.png",
+                            "--gif", tmp_path / "s.png"), "--from")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("args", [["--weights", "m.pth", "--out", "m.pth"],
+                                  ["--onnx", "u.onnx", "--gpu-loop", "u.onnx"],
+                                  ["--onnx", "u.onnx", "--fp16", "--out", "h.onnx", "--gpu-loop", "h.onnx"]])
+def test_export_never_overwrites_its_input(tmp_path, monkeypatch, args):
+    pytest.importorskip("torch")
+    from ddpm_edge.export.cli import app as export_app
+    monkeypatch.chdir(tmp_path)
+    for name in ("m.pth", "u.onnx"):
+        (tmp_path / name).write_bytes(b"original")
+    result = CliRunner().invoke(export_app, args)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "ddpm-export: error:" in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "u.onnx"]
+    assert (tmp_path / "m.pth").read_bytes() == (tmp_path / "u.onnx").read_bytes() == b"original"
+
+
+def test_a_failed_rename_midway_restores_everything(tmp_path, monkeypatch):
+    """The third rename fails: the two outputs already in place are undone, a replaced file restored."""
+    import ddpm_edge.runtime.files as files
+    model = tiny_unet(tmp_path / "m.onnx")
+    (tmp_path / "s.png").write_bytes(b"old sheet")
+    real, calls = files.os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if str(dst).endswith(".png") and sum(str(c).endswith(".png") for c in calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", flaky)
+    result = ddpm_run("--engine", model, "-n", "3", *FAST, "--seed", "1", "--out", tmp_path / "s.png",
+                      "--atlas", "--each", tmp_path / "each")
+    assert_refused(result, "No space left")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "s.png"]
+    assert (tmp_path / "s.png").read_bytes() == b"old sheet"
+
+
+def test_longest_legal_output_name(tmp_path):
+    model = tiny_unet(tmp_path / "m.onnx")
+    name = "a" * 240 + ".png"                    # 244 bytes; the atlas beside it has 245
+    result = ddpm_run("--engine", model, "-n", "2", *FAST, "--out", tmp_path / name, "--atlas", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", name, "a" * 240 + ".json"])
+
+
+def test_console_script_stderr_is_one_line(tmp_path):
+    """Through the real console script: NumPy's RuntimeWarnings (overflow in the steps) and ONNX Runtime's
+    log lines (an unused initializer) do not join the one-line reason."""
+    import subprocess
+    from conftest import script
+    onnx = pytest.importorskip("onnx")
+    model = tiny_unet(tmp_path / "m.onnx", "huge")
+    proto = onnx.load(model)
+    proto.graph.initializer.append(onnx.helper.make_tensor("unused", onnx.TensorProto.FLOAT, [1], [1.0]))
+    onnx.save(proto, model)
+    result = subprocess.run([script("ddpm-run"), "--engine", str(model), "-n", "2", *FAST, "--out", "s.png"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 4
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("ddpm-run: error:"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -106,8 +106,8 @@ def test_32_clients_get_ddpm_runs_sprites(url, generator, tmp_path):
     text = httpx.get(f"{url}/metrics").text
     calls = metric(text, "ddpm_batch_rows_count") - metric(metrics_before, "ddpm_batch_rows_count")
     rows = metric(text, "ddpm_batch_rows_sum") - metric(metrics_before, "ddpm_batch_rows_sum")
-    assert rows == sum(b["n"] * (2 if b["guidance"] else 1) * len(make_sampler(b["sampler"], schedule, b["steps"]).timesteps)
-                       for b in good)
+    assert rows == sum(b["n"] * (2 if b["guidance"] else 1)
+                       * len(make_sampler(b["sampler"], schedule, b["steps"]).timesteps) for b in good)
     assert rows / calls > 8          # rows of different requests shared calls
     assert metric(text, "ddpm_queue_rows") == 0
 
@@ -148,6 +148,8 @@ def test_bad_input_gives_the_cli_reason(url, tmp_path):
                          (b'{"format": "gif"}', "unknown format"), (b'{"n": 99}', "at most 16 sprites")):
         response = httpx.post(f"{url}/v1/generate", content=body)
         assert response.status_code == 422 and reason in response.json()["error"]
+    huge = httpx.post(f"{url}/v1/generate", content=b'{"context": "' + b"x" * 100_000 + b'"}')
+    assert huge.status_code == 413 and "exceeds" in huge.json()["error"]
     assert httpx.get(f"{url}/healthz").status_code == 200    # nothing stopped the service
 
 
@@ -247,5 +249,22 @@ def test_examples_against_the_server(url, tmp_path):
     assert zipfile.ZipFile(tmp_path / "sprites.zip").namelist()[0] == "person_000.png"
     # the Godot example reads exactly the keys the atlas format has
     gd = (examples / "godot" / "sprite_client.gd").read_text()
-    for key in ('reply["image"]', 'reply["atlas"]["frames"]', '["frame"]', 'reply["record"]["seed"]', '"format": "atlas"'):
+    for key in ('reply["image"]', 'reply["atlas"]["frames"]', '["frame"]', 'reply["record"]["seed"]',
+                '"format": "atlas"'):
         assert key in gd
+
+
+def test_serve_bench_smoke(tmp_path):
+    """benchmarks/serve_bench.py runs end to end (its workings, not its speed): servers up, load with
+    malformed requests, no good request failed, table and JSON written."""
+    out = tmp_path / "bench"
+    run = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "serve_bench.py"),
+                          "--no-ray", "--seconds", "1", "--cells", "3:1", "--steps", "2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [r["server"] for r in report["results"]] == ["batched", "serial"]
+    for row in report["results"]:
+        assert row["requests"] > 0 and row["failed_good"] == 0 and row["malformed_not_422"] == 0
+        assert row["replicas_seen"] == 1 and row["rows_per_call"] >= 1
+    assert "| batched | 3 | 1 |" in out.with_suffix(".md").read_text()

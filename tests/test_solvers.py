@@ -244,6 +244,7 @@ def test_multistep_solver_refuses_steps_out_of_order(rng):
     sde = make_sampler("dpmpp-2m-sde", s, 5)
     with pytest.raises(DdpmEdgeError, match="needs noise"):
         sde.step(x, x, 500)
+    assert sde.step(x, x, 500, np.zeros_like(x)).shape == x.shape        # a refused step changed nothing
     assert check_sampler("DDIM") == "ddim" and isinstance(make_sampler("ddim", s), DDIMSampler)
 
 

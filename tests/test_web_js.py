@@ -1,5 +1,6 @@
 """The JS package (web/): its generated files are up to date with the Python runtime, and its unit tests
 (node's test runner, web/test/*.test.js) pass against the golden values the NumPy runtime writes."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,10 @@ def test_node_unit_tests_pass():
     summary = dict(line[2:].split(" ", 1) for line in result.stdout.splitlines()
                    if line.startswith("# ") and line[2:].split(" ", 1)[0] in ("tests", "pass", "fail", "skipped"))
     assert int(summary["tests"]) >= 10 and summary["fail"] == "0" and summary["skipped"] == "0", summary
+
+
+def test_npm_package_version_is_the_runtime_version():
+    package = json.loads((WEB / "package.json").read_text())
+    contract = json.loads((WEB / "src" / "contract.json").read_text())
+    assert package["version"] == contract["version"]
+    assert package["exports"]["."]["default"] == "./src/index.js" and (WEB / "types" / "index.d.ts").is_file()

@@ -1,6 +1,7 @@
 // The static page. Settings come from ddpm-run's defaults (contract.json), then a sheet's record (a dropped
 // PNG, or ?from=URL), then the URL query, with ddpm-run's names: n, seed, context, sampler, steps, guidance,
-// eta, spacing, cols, scale, padding; plus model=URL, ep=auto|wasm|webgpu, threads=N, autorun=1.
+// eta, spacing, background, tolerance, cols, scale, padding, atlas-format (hash|array); plus model=URL,
+// ep=auto|wasm|webgpu, threads=N, proxy=0 (inference on the page's thread, not a worker), autorun=1.
 // The denoising is drawn live; the sheet PNG (with its ddpm-edge record) and the atlas are offered for
 // download. When a run ends: window.ddpmEdge = {done, sheetPng (data URL), atlas, error, timings, params}.
 import { SpriteGenerator, batchAtlas, contract, hasWebGpu, loadUnet, sheetPng, toUint8 } from "./src/index.js";
@@ -10,7 +11,7 @@ import { SAMPLERS as JS_SAMPLERS, SPACINGS } from "./src/solvers/index.js";
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
-const PARAM_FIELDS = ["n", "seed", "context", "sampler", "steps", "guidance", "eta", "spacing"];
+const PARAM_FIELDS = ["n", "seed", "context", "sampler", "steps", "guidance", "eta", "spacing", "background", "tolerance"];
 const LAYOUT_FIELDS = ["cols", "scale", "padding"];
 window.ddpmEdge = { done: false, sheetPng: null, atlas: null, error: null, timings: null };
 
@@ -36,6 +37,7 @@ async function loadGenerator() {
   const ep = wanted === "auto" ? ((await hasWebGpu()) ? "webgpu" : "wasm") : wanted;
   const ort = await (ep === "webgpu" ? import("onnxruntime-web/webgpu") : import("onnxruntime-web/wasm"));
   const threads = Number(query.get("threads")) || (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
+  ort.env.wasm.proxy = query.get("proxy") !== "0";     // inference in a worker: the page stays responsive
   const t0 = performance.now();
   const unet = await loadUnet(modelSource, { ort, executionProvider: ep, numThreads: threads, name: modelName });
   const timed = Object.assign(async (...args) => {
@@ -59,11 +61,18 @@ function setContext(value) {
   $("context").dataset.wanted = text;
 }
 
+function setBackground(value) {
+  const text = value == null || value === "" ? "keep" : String(value).toLowerCase();
+  if (![...$("background").options].some((o) => o.value === text)) $("background").append(new Option(text, text));
+  $("background").value = text;
+}
+
 /** Put settings (params and layout, any subset) into the form. */
 function applySettings(settings) {
   for (const key of PARAM_FIELDS) {
     if (!(key in settings)) continue;
     if (key === "context") setContext(settings.context);
+    else if (key === "background") setBackground(settings.background);
     else $(key).value = settings[key] ?? "";
   }
   for (const key of LAYOUT_FIELDS) if (key in settings) layout[key] = settings[key] == null ? null : Number(settings[key]);
@@ -94,10 +103,11 @@ function formParams() {
   const num = (id) => ($(id).value === "" ? null : Number($(id).value));
   const context = $("context").value;
   return { n: num("n"), seed: num("seed"), sampler: $("sampler").value, steps: num("steps"), guidance: num("guidance") ?? 0,
-    eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context };
+    eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context,
+    background: $("background").value === "keep" ? null : $("background").value, tolerance: num("tolerance") ?? contract.params.tolerance };
 }
 
-function drawPreview(x, shape) {
+function drawPreview(x, shape) {   // the raw denoising (keying applies to the finished sprites)
   const [n, C, H, W] = shape;
   const sheet = makeSheet(toUint8(x, shape), [n, H, W, C], { scale: 1 });
   const rgba = new Uint8ClampedArray(sheet.width * sheet.height * 4);
@@ -132,23 +142,25 @@ async function run() {
     const shape = [params.n, spec.channels, spec.height, spec.width];
     generator.unet.calls = [];
     const t0 = performance.now();
+    let previewFrames = 0;
     const batch = await generator.generateBatch(params, {
       progress: async (done, total, x) => {
         status(`step ${done} / ${total}`);
         drawPreview(x, shape);
+        previewFrames++;
         await new Promise((resolve) => setTimeout(resolve, 0));     // let the page paint
       },
     });
     const generateMs = performance.now() - t0;
     const name = `sprites-${batch.params.context ?? "none"}-${batch.params.seed}`;
     const png = await sheetPng(batch, layout);
-    const atlas = batchAtlas(batch, layout, `${name}.png`);
+    const atlas = batchAtlas(batch, layout, `${name}.png`, query.get("atlas-format") || "hash");
     const sheetUrl = dataUrl(png, "image/png");
     const atlasUrl = URL.createObjectURL(new Blob([JSON.stringify(atlas, null, 2) + "\n"], { type: "application/json" }));
     const link = (href, file, text) => Object.assign(document.createElement("a"), { href, download: file, textContent: text });
     $("downloads").replaceChildren(link(sheetUrl, `${name}.png`, "download sheet PNG"), link(atlasUrl, `${name}.json`, "download atlas JSON"));
     const calls = generator.unet.calls;
-    const timings = { loadMs: generator.loadMs, generateMs, unetCalls: calls.length, calls,
+    const timings = { loadMs: generator.loadMs, generateMs, unetCalls: calls.length, calls, previewFrames,
       medianCallMs: calls.slice().sort((a, b) => a - b)[calls.length >> 1],
       threads: generator.unet.numThreads, executionProvider: generator.unet.executionProvider };
     status(`${batch.params.n} sprites, ${batch.params.sampler} ${batch.params.steps} steps, seed ${batch.params.seed}: ${(generateMs / 1000).toFixed(1)} s`);

@@ -46,10 +46,26 @@ def to_image(sprite: np.ndarray, scale: int = 1) -> Image.Image:
 def make_sheet(images: np.ndarray, cols: int | None = None, scale: int = 1, padding: int = 0,
                background: tuple[int, ...] | None = None) -> Image.Image:
     """[N,H,W,C] uint8 (C = 1, 3 or 4) → one PIL image, cells as `sheet_geometry` places them."""
+    sheet = sheet_array(images, cols, scale, padding, background)
+    return Image.fromarray(sheet[..., 0] if sheet.shape[-1] == 1 else sheet, MODES[sheet.shape[-1]])
+
+
+def sheet_array(images: np.ndarray, cols: int | None = None, scale: int = 1, padding: int = 0,
+                background: tuple[int, ...] | None = None) -> np.ndarray:
+    """[N,H,W,C] uint8 → the sheet [H', W', C] (any C), in NumPy: nearest-neighbour scale, then the cells
+    of `sheet_geometry` in one reshape (no per-sprite paste)."""
     n, h, w, channels = images.shape
-    size, cells = sheet_geometry(n, h, w, cols, scale, padding)
-    fill = background if background is not None else (0,) * channels
-    sheet = Image.new(MODES[channels], size, fill if channels > 1 else fill[0])
-    for k, (x, y, _, _) in enumerate(cells):
-        sheet.paste(to_image(images[k], scale), (x, y))
+    rows, cols = grid_shape(n, cols)
+    fill = np.asarray(background if background is not None else (0,) * channels, dtype=np.uint8)
+    cells = np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)           # [N, h·s, w·s, C] nearest
+    hs, ws = h * scale, w * scale
+    # a [rows, cell_h + padding, cols, cell_w + padding, C] block of padded cells: the layout of sheet_geometry
+    block = np.empty((rows, hs + padding, cols, ws + padding, channels), dtype=np.uint8)
+    block[...] = fill
+    placed = np.concatenate([cells, np.broadcast_to(fill, (rows * cols - n, hs, ws, channels))]) if rows * cols > n else cells
+    block[:, :hs, :, :ws] = placed.reshape(rows, cols, hs, ws, channels).transpose(0, 2, 1, 3, 4)
+    sheet = np.empty((padding + rows * (hs + padding), padding + cols * (ws + padding), channels), dtype=np.uint8)
+    sheet[:padding] = fill
+    sheet[:, :padding] = fill
+    sheet[padding:, padding:] = block.reshape(rows * (hs + padding), cols * (ws + padding), channels)
     return sheet

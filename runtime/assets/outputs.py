@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from .atlas import DEFAULT_FORMAT, atlas_files, check_format, frame_names, main_
 from .atlas import texturepacker_hash as atlas_dict  # noqa: F401  (public name of the JSON (hash) builder)
 from .background import TRANSPARENT
 from ..errors import DdpmEdgeError
-from ..files import atomic_path, check_writable
+from ..files import OutputSet, atomic_path, check_outputs, check_writable
 from ..limits import MAX_ANIMATION_PIXELS, MAX_SHEET_PIXELS, check_limit
-from .images import grid_shape, make_sheet, sheet_geometry, to_image
+from .images import grid_shape, make_sheet, sheet_array, sheet_geometry, to_image
 from ..params import GenerationParams
 from .records import RECORD_FORMAT, RECORD_FORMAT_V1, downgrade, png_info
 
@@ -153,30 +152,55 @@ def animation_sheets(frames: list[np.ndarray], final: np.ndarray, layout: SheetL
     return sheets
 
 
-def _gif_frame(sheet: Image.Image) -> Image.Image:
-    """A sheet as a palette image: exact when it has at most 255 colours, else median-cut; index 255
-    marks alpha < 128 (see _gif_frames)."""
-    rgba = np.asarray(sheet.convert("RGBA"))
-    opaque = rgba[..., 3] >= 128
-    colours, index = np.unique(rgba[..., :3][opaque].reshape(-1, 3), axis=0, return_inverse=True)
-    indices = np.full(opaque.shape, 255, dtype=np.uint8)
+QUANTIZE_SAMPLE = 1 << 18   # pixels a palette is median-cut from (a frame of 1024 sprites has 4M)
+
+
+def _rgb(keys: np.ndarray) -> np.ndarray:
+    """[K] 0xRRGGBB → [K, 3] uint8."""
+    return np.stack([keys >> 16, keys >> 8 & 255, keys & 255], axis=-1).astype(np.uint8)
+
+
+def _gif_frame(images: np.ndarray, layout: SheetLayout, fill: tuple[int, ...] | None) -> Image.Image:
+    """Sprites [N,H,W,C] as one palette sheet: exact when the sheet has at most 255 colours, else
+    median-cut; index 255 marks alpha < 128 (see _gif_frames). Colours are indexed per sprite pixel, then
+    the index sheet is laid out, so the work does not grow with the scale."""
+    n, h, w, channels = images.shape
+    rgba = _as_rgba(images)
+    fill = tuple(fill) if fill is not None else (0,) * channels
+    fill_rgba = fill[:3] + (fill[3] if len(fill) == 4 else 255,) if len(fill) >= 3 else (fill[0],) * 3 + (255,)
+    rows, cols = grid_shape(n, layout.cols)
+    fill_shown = (layout.padding > 0 or rows * cols > n) and fill_rgba[3] >= 128
+    opaque = rgba[..., 3] >= 128                                             # [N, H, W]
+    rgb = rgba[..., :3][opaque].astype(np.uint32)                            # [M, 3]
+    keys = rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2]                      # [M] 0xRRGGBB
+    if fill_shown:
+        keys = np.append(keys, np.uint32(fill_rgba[0] << 16 | fill_rgba[1] << 8 | fill_rgba[2]))
+    colours, inverse = np.unique(keys, return_inverse=True)                  # [U] sorted
     if len(colours) <= 255:
-        indices[opaque] = index.reshape(-1)
-        palette = colours.reshape(-1).tolist()
-    else:
-        quantized = Image.fromarray(np.ascontiguousarray(rgba[..., :3])).quantize(
-            255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        indices[opaque] = np.asarray(quantized)[opaque]
+        index = np.arange(len(colours), dtype=np.uint8)
+        palette = _rgb(colours).reshape(-1).tolist()
+    else:   # median cut on at most QUANTIZE_SAMPLE pixels, then every distinct colour to its nearest entry
+        step = max(1, len(keys) // QUANTIZE_SAMPLE)
+        sample = np.ascontiguousarray(_rgb(keys[::step])[None])              # [1, M/step, 3]
+        quantized = Image.fromarray(sample).quantize(255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        distinct = Image.fromarray(np.ascontiguousarray(_rgb(colours)[None]))
+        index = np.asarray(distinct.quantize(palette=quantized, dither=Image.Dither.NONE))[0]
         palette = quantized.getpalette()[:255 * 3]
-    image = Image.fromarray(indices, "P")
+    pixel_index = index[inverse.reshape(-1)]
+    sprite_index = np.full(opaque.shape, 255, dtype=np.uint8)
+    sprite_index[opaque] = pixel_index[:int(opaque.sum())]
+    fill_index = int(pixel_index[-1]) if fill_shown else 255
+    sheet = sheet_array(sprite_index[..., None], layout.cols, layout.scale, layout.padding, (fill_index,))
+    image = Image.fromarray(np.ascontiguousarray(sheet[..., 0]), "P")
     image.putpalette(palette + [0] * (768 - len(palette)))
     return image
 
 
-def _gif_frames(sheets: list[Image.Image], transparent: bool) -> list[Image.Image]:
+def _gif_frames(sprite_frames: list[np.ndarray], layout: SheetLayout, fill: tuple[int, ...] | None,
+                transparent: bool) -> list[Image.Image]:
     """Palette frames; with `transparent`, index 255 is transparent and gets a colour no frame uses, so
     Pillow's disposal-2 delta (taken against that colour) never drops a visible pixel."""
-    frames = [_gif_frame(sheet) for sheet in sheets]
+    frames = [_gif_frame(images, layout, fill) for images in sprite_frames]
     if not transparent:
         return frames
     used = {tuple(frame.getpalette()[3 * k:3 * k + 3]) for frame in frames for k in range(255)}
@@ -188,16 +212,18 @@ def _gif_frames(sheets: list[Image.Image], transparent: bool) -> list[Image.Imag
     return frames
 
 
-def _write_animation(path: Path, sheets: list[Image.Image], kind: str, frame_ms: int,
-                     record: dict | None) -> None:
-    durations = [frame_ms] * (len(sheets) - 1) + [max(frame_ms, FINAL_FRAME_MS)]
+def _write_animation(path: Path, frames: list[np.ndarray], final: np.ndarray, layout: SheetLayout,
+                     fill: tuple[int, ...] | None, kind: str, frame_ms: int, record: dict | None) -> None:
+    """Snapshots [N,H,W,C] then the final sprites as an animation of sheets."""
+    durations = [frame_ms] * len(frames) + [max(frame_ms, FINAL_FRAME_MS)]
     if kind == ".gif":
-        transparent = sheets[-1].mode == "RGBA"
-        frames = _gif_frames(sheets, transparent)
+        transparent = final.shape[-1] == 4
+        frames = _gif_frames([*frames, final], layout, fill, transparent)
         extra = {"transparency": 255, "background": 255} if transparent else {}
         frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
                        disposal=2, optimize=False, **extra)
     else:
+        sheets = animation_sheets(frames, final, layout, fill)
         sheets[0].save(path, format="PNG", save_all=True, append_images=sheets[1:], duration=durations, loop=0,
                        disposal=1, blend=0, pnginfo=png_info(record))
 
@@ -254,7 +280,7 @@ def save_animation(path, frames: list[np.ndarray], final: np.ndarray, layout: Sh
     kind = _animation_kind(Path(path))
     layout.check_size(*final.shape[:3], frames=len(frames) + 1)
     with atomic_path(path) as tmp:
-        _write_animation(tmp, animation_sheets(frames, final, layout, fill), kind, frame_ms, record)
+        _write_animation(tmp, list(frames), final, layout, fill, kind, frame_ms, record)
     return Path(path)
 
 
@@ -306,35 +332,61 @@ class Targets:
         if len(set(resolved)) != len(resolved):
             raise DdpmEdgeError("the sheet, atlas and animation must be different files")
         for path in files:
-            check_writable(path)
+            if _parent(path).is_dir():
+                check_writable(path)
         for folder in {f for f in (self.each, self.atlas_folder) if f is not None}:
-            _check_folder(folder)
+            if folder.exists() and not folder.is_dir():
+                raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not writable")
+        self.folders_to_create()   # checks that missing folders can be created
+
+    def folders_to_create(self) -> list[Path]:
+        """Folders the outputs need that do not exist yet (parents of the files, the sprite folders),
+        outermost first; fails when one cannot be created."""
+        needed = [_parent(p) for p in (self.sheet, self.atlas_path, self.animation) if p is not None]
+        needed += [f for f in (self.each, self.atlas_folder) if f is not None]
+        missing: list[Path] = []
+        for folder in needed:
+            chain = []
+            while not folder.exists():
+                chain.append(folder)
+                folder = _parent(folder)
+            if not folder.is_dir():
+                raise DdpmEdgeError(f"cannot write into {chain[-1] if chain else folder}: {folder} is not a folder")
+            if chain:
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise DdpmEdgeError(f"cannot create {chain[-1]}: folder {folder} is not writable")
+            missing += [f for f in reversed(chain) if f not in missing]
+        return missing
 
 
-def _check_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise DdpmEdgeError(f"cannot write sprites into {folder}: it is not a folder")
-    where = folder if folder.is_dir() else (folder.parent if str(folder.parent) else Path("."))
-    if not where.is_dir():
-        raise DdpmEdgeError(f"cannot create {folder}: folder {where} does not exist")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise DdpmEdgeError(f"cannot write sprites into {folder}: folder {where} is not writable")
+def _parent(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
 
 
-def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout()) -> list[Path]:
-    """Write every requested output of `batch`; all of them appear, or (on any failure) none."""
+def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLayout(),
+                  inputs: tuple = ()) -> list[Path]:
+    """Write every requested output of `batch`; all of them appear, or (on any failure) none. No output
+    may be one of `inputs` (the files the batch was made from) or another output."""
     targets.check()
     n, height, width, channels = batch.sprites.shape
     layout.check_size(n, height, width, frames=len(batch.frames) + 1 if targets.animation is not None else 0)
     layout = layout.fixed(n)
     record = batch.record(layout)
     written: list[Path] = []
-    folders = [f for f in dict.fromkeys((targets.each, targets.atlas_folder)) if f is not None and not f.is_dir()]
+    atlas = (atlas_files(targets.atlas_format, targets.sheet, list(batch.names), (height, width), layout, channels,
+                         batch.version) if targets.atlas_path is not None else {})
+    finals = [p for p in (targets.sheet, *atlas, targets.animation) if p is not None]
+    if targets.each is not None:
+        finals += [targets.each / f"{name}.png" for name in batch.names]
+    check_outputs([("input", p) for p in inputs], [("output", p) for p in finals])   # before anything is written
+    folders = targets.folders_to_create()   # created here, removed again (when still empty) on failure
     try:
-        with ExitStack() as stack:
+        with OutputSet() as outputs:
             def stage(path: Path) -> Path:
                 written.append(path)
-                return stack.enter_context(atomic_path(path))
+                return outputs.stage(path)
 
             for folder in folders:
                 folder.mkdir()
@@ -346,22 +398,39 @@ def write_outputs(batch: Batch, targets: Targets, layout: SheetLayout = SheetLay
                 else:
                     _write_png(make_sheet(batch.sprites, layout.cols, layout.scale, layout.padding, batch.fill),
                                tmp, record)
-            if targets.atlas_path is not None:
-                files = atlas_files(targets.atlas_format, targets.sheet, list(batch.names), (height, width), layout,
-                                    channels, batch.version)
-                for path, text in files.items():
-                    stage(path).write_text(text, encoding="utf-8")
+            for path, text in atlas.items():
+                stage(path).write_text(text, encoding="utf-8")
             if targets.animation is not None:
-                sheets = animation_sheets(list(batch.frames), batch.sprites, layout, batch.fill)
-                _write_animation(stage(targets.animation), sheets, _animation_kind(targets.animation),
-                                 targets.frame_ms, record)
+                _write_animation(stage(targets.animation), list(batch.frames), batch.sprites, layout, batch.fill,
+                                 _animation_kind(targets.animation), targets.frame_ms, record)
             if targets.each is not None:
                 for k, name in enumerate(batch.names):
                     _write_png(to_image(batch.sprites[k], layout.scale), stage(targets.each / f"{name}.png"),
                                {**record, "sprite": k})
     except BaseException:
-        for folder in folders:
+        for folder in reversed(folders):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
     return written
+
+
+def write_sprite(batch: Batch, k: int, path: Path, layout: SheetLayout = SheetLayout(), inputs: tuple = ()) -> Path:
+    """Sprite k of `batch` alone, as `write_outputs` writes it into an `each` folder (same pixels, same
+    record with "sprite": k), at `path` (.png; .npy: its raw float32 x_0 [1,C,H,W]). `ddpm-run --from
+    food/food_003.png` regenerates that file through this."""
+    if not 0 <= k < len(batch.sprites):
+        raise DdpmEdgeError(f"sprite {k} is not in a batch of {len(batch.sprites)}")
+    path = Path(path)
+    if path.suffix.lower() not in SHEET_SUFFIXES:
+        raise DdpmEdgeError(f"the output must end in .png or .npy, got {path.name!r}")
+    check_outputs([("input", p) for p in inputs], [("output", path)])   # never overwrite what it came from
+    layout = layout.fixed(len(batch.sprites))
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, batch.samples[k:k + 1])
+        else:
+            _write_png(to_image(batch.sprites[k], layout.scale), tmp, {**batch.record(layout), "sprite": k})
+    return path
+

@@ -27,12 +27,14 @@ RECORD_FORMAT = "ddpm-edge-params/2"
 RECORD_FORMAT_V1 = "ddpm-edge-params/1"
 RECORD_FORMATS = (RECORD_FORMAT_V1, RECORD_FORMAT)
 # fields /2 added, with the value a /1 record implies
-V1_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "backend": "onnxruntime", "precision": "fp32"}
+V1_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "backend": "onnxruntime", "precision": "fp32",
+               "keying": "v1"}
 
 
 def downgrade(record: dict) -> dict | None:
     """`record` (a /2 record without "format") as a /1 record, or None when it says more than /1 can."""
-    if any(record.get(name, default) != default for name, default in V1_DEFAULTS.items()):
+    if any(record.get(name, default) != default for name, default in V1_DEFAULTS.items()
+           if not (name == "keying" and record.get("background") is None)):   # nothing keyed: keying moot
         return None
     return {"format": RECORD_FORMAT_V1, **{k: v for k, v in record.items() if k not in V1_DEFAULTS}}
 

@@ -23,6 +23,9 @@ def static_dim(dim) -> int | None:
 def check_unet_io(label, inputs: dict[str, tuple[bool, list]], outputs: list[str]) -> None:
     """inputs: name → (is float32, shape with ints or None/str for dynamic dims); outputs: names.
     Refuses anything but x [N,C,H,W], t, c [N,k] float32 → eps."""
+    if {"x", "c", "noise", "table", "k"} <= set(inputs) and "x_prev" in outputs:   # loop_graph's LOOP_INPUTS
+        raise DdpmEdgeError(f"{label} is a fused sampling-loop model (ddpm-export --gpu-loop), not a plain UNet: "
+                            "run it with ddpm-run --gpu-loop")
     if set(inputs) != set(INPUT_NAMES) or OUTPUT_NAMES[0] not in outputs:
         raise DdpmEdgeError(f"{label} is not a ddpm UNet: needs inputs x, t, c and output eps, "
                             f"has inputs {sorted(inputs)} and outputs {outputs}")

@@ -26,6 +26,8 @@ def _import_ort():
         import onnxruntime
     except ImportError:  # pragma: no cover - exercised only without onnxruntime
         raise MissingDependency("onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from None
+    if not os.environ.get("DDPM_EDGE_DEBUG"):
+        onnxruntime.set_default_logger_severity(3)   # errors only: its coloured warnings would join our one line
     return onnxruntime
 
 

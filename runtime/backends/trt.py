@@ -41,11 +41,11 @@ def import_tensorrt(what: str = "TensorRT engines"):
     try:
         import tensorrt
     except ImportError:
-        raise MissingDependency(f"{what} need the tensorrt package and an NVIDIA GPU; tensorrt is not installed "
+        raise MissingDependency(f"{what}: the tensorrt package and an NVIDIA GPU are needed; tensorrt is not installed "
                                 "(pip install 'ddpm-edge[trt]' on a CUDA machine, or use the .onnx model)") from None
     major = trt_major(tensorrt.__version__)
     if major < 10:
-        raise MissingDependency(f"{what} need TensorRT 10 or newer; this is TensorRT {tensorrt.__version__}")
+        raise MissingDependency(f"{what}: TensorRT 10 or newer is needed; this is TensorRT {tensorrt.__version__}")
     return tensorrt
 
 

@@ -51,7 +51,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise DdpmEdgeError(f"mismatched statistics: μ {mu1.shape} vs {mu2.shape}, Σ {sigma1.shape} vs {sigma2.shape}")
+        raise DdpmEdgeError(f"mismatched statistics: μ {mu1.shape} vs {mu2.shape}, "
+                            f"Σ {sigma1.shape} vs {sigma2.shape}")
     root = _sqrt_psd(sigma1)
     middle = root @ sigma2 @ root
     eig = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -113,5 +114,6 @@ def class_accuracy(logits, requested) -> float:
     """Fraction of rows whose argmax is the requested class index."""
     logits, requested = np.asarray(logits), np.asarray(requested)
     if logits.ndim != 2 or requested.shape != (len(logits),):
-        raise DdpmEdgeError(f"requested classes must be [N] for logits [N, K]; got {requested.shape} for {logits.shape}")
+        raise DdpmEdgeError(f"requested classes must be [N] for logits [N, K]; "
+                            f"got {requested.shape} for {logits.shape}")
     return float((logits.argmax(axis=1) == requested).mean())

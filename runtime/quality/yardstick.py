@@ -146,7 +146,8 @@ class Yardstick:
                      for k, name in enumerate(self.class_names) if np.any(requested == k)}
         return QualityReport(fd=frechet_distance(*feature_stats(features), *self.real_stats),
                              kid=kid(features, self.real_features, self.kid_subsets), precision=precision,
-                             recall=recall, accuracy=class_accuracy(logits, requested), n=len(sprites), per_class=per_class,
+                             recall=recall, accuracy=class_accuracy(logits, requested), n=len(sprites),
+                             per_class=per_class,
                              config=config, seed=seed)
 
     def real_noise(self, splits: int = 5, seed: int = 0) -> dict:

@@ -40,7 +40,7 @@ class MultistepSolver:
     name = "multistep"
     order = 1
     stochastic = False
-    TABLES = ("timesteps", "alpha", "sigma", "lambda_", "plan")   # per (schedule, steps, spacing), shared
+    TABLES = ("alpha", "sigma", "lambda_", "plan")   # per (class, order, schedule, steps, spacing), shared
 
     def __init__(self, schedule: Schedule, steps: int, spacing: str = "uniform"):
         self.schedule = schedule
@@ -52,7 +52,7 @@ class MultistepSolver:
             self._make_tables()
             if len(_TABLES) >= MAX_TABLES:
                 _TABLES.clear()
-            _TABLES[key] = {name: getattr(self, name) for name in self.TABLES if name != "timesteps"}
+            _TABLES[key] = {name: getattr(self, name) for name in self.TABLES}
         else:
             self.__dict__.update(tables)
         self.history: list[np.ndarray] = []      # data predictions m, newest last, at most `order`
@@ -113,6 +113,8 @@ class MultistepSolver:
     def step(self, x: np.ndarray, eps: np.ndarray, i: int, z: np.ndarray | None = None) -> np.ndarray:
         k = self._check_step(i)
         p, q, a, weights, c = self.plan[k]
+        if c is not None and z is None:
+            raise DdpmEdgeError(f"{self.name} step at index {i} needs noise z")
         m0 = np.multiply(x, p, dtype=np.float32)                 # m0 = p·x + q·eps
         self._add(m0, eps, q)
         self.history.append(m0)
@@ -124,7 +126,5 @@ class MultistepSolver:
         for w, m in zip(weights, reversed(self.history)):
             self._add(out, m, w)
         if c is not None:
-            if z is None:
-                raise DdpmEdgeError(f"{self.name} step at index {i} needs noise z")
             self._add(out, z, c)
         return out

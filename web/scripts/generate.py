@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from dataclasses import fields
@@ -18,6 +19,8 @@ import numpy as np
 from ddpm_edge.runtime import __version__, solvers
 from ddpm_edge.runtime.api import AUTO_FRAMES
 from ddpm_edge.runtime.assets import records
+from ddpm_edge.runtime.assets.atlas import frame_names, texturepacker_array
+from ddpm_edge.runtime.assets.background import apply_background, background_mask
 from ddpm_edge.runtime.assets.images import to_uint8
 from ddpm_edge.runtime.assets.outputs import Batch, SheetLayout, atlas_dict, sprite_names
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES, INPUT_NAMES, OUTPUT_NAMES, ModelSpec
@@ -27,6 +30,7 @@ from ddpm_edge.runtime.sampling import DEFAULT_RNG, RNGS, guided, sample
 from ddpm_edge.runtime.schedule import Schedule, ddim_timesteps
 
 WEB = Path(__file__).resolve().parents[1]
+ROOT = WEB.parent
 CONTRACT = WEB / "src" / "contract.json"
 GOLDEN = WEB / "test" / "golden.json"
 
@@ -74,6 +78,35 @@ def solver_cases(spacings: list[str]) -> list[tuple]:
         cases += [("ddim", 10, 2.0, {"eta": 0.5}), ("ddim", 12, 0.0, {"eta": 1.0, "spacing": spacings[1]}),
                   ("ddim", 5, 0.0, {"spacing": spacings[-1]})]
     return cases
+
+
+def sample_sprites() -> np.ndarray:
+    """uint8 [N,16,16,3]: the shipped model's sprites (weights/samples sheets: 4× scale, 2 px padding, 8 columns),
+    plus made-up ones: a sprite without a clear background, one with an isolated speck, a flat one."""
+    from PIL import Image
+    sprites = []
+    for name in ("food_ddim25_w2.png", "face_ddpm.png", "animal_ddim25.png"):
+        sheet = np.asarray(Image.open(ROOT / "weights" / "samples" / name).convert("RGB"))
+        for k in range(32):
+            y, x = 2 + (k // 8) * 66, 2 + (k % 8) * 66
+            sprites.append(sheet[y:y + 64:4, x:x + 64:4])
+    g = np.random.default_rng(5)
+    noisy = g.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    speck = np.full((16, 16, 3), 200, np.uint8)
+    speck[7, 7] = (10, 20, 30)
+    speck[3:6, 3:6] = (90, 40, 40)
+    flat = np.full((16, 16, 3), 17, np.uint8)
+    return np.stack(sprites + [noisy, speck, flat])
+
+
+def background_golden() -> dict:
+    sprites = sample_sprites()
+    masks = {str(tol): ["".join("1" if v else "0" for v in m.reshape(-1)) for m in background_mask(sprites, tol)]
+             for tol in (0, 8, 32, 80)}
+    few = sprites[:3]
+    return {"shape": list(sprites.shape), "sprites": base64.b64encode(sprites.tobytes()).decode(), "masks": masks,
+            "transparent": base64.b64encode(apply_background(few, "transparent").tobytes()).decode(),
+            "white": base64.b64encode(apply_background(few, "#ffffff", 20).tobytes()).decode()}
 
 
 def golden() -> dict:
@@ -126,7 +159,9 @@ def golden() -> dict:
     layout = SheetLayout(cols=3, scale=2, padding=1)
     names = sprite_names(["food"] * 4 + ["sprite", "mix"])
     out["atlas"] = {"names": names, "layout": layout.as_dict(), "size": [16, 16],
-                    "atlas": atlas_dict(names, (16, 16), layout, "food.png", 3, __version__)}
+                    "atlas": atlas_dict(frame_names("food", names), (16, 16), layout, "food.png", 3, __version__),
+                    "array": texturepacker_array(names, (16, 16), layout, "food.png", 4, __version__)}
+    out["background"] = background_golden()
     params = GenerationParams(n=6, sampler="dpmpp-2m-sde", steps=10, seed=7, context="food", guidance=2.0,
                               spacing="logsnr", rng="philox")
     batch = Batch(samples=np.zeros((6, 3, 16, 16), np.float32), sprites=np.zeros((6, 16, 16, 3), np.uint8),

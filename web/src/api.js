@@ -9,6 +9,7 @@
 import contract from "./contract.json" with { type: "json" };
 import { VERSION, parseContext } from "./contract.js";
 import { loadUnet } from "./backends/ort.js";
+import { applyBackground, checkTolerance, parseBackground } from "./assets/background.js";
 import { spriteNames } from "./assets/outputs.js";
 import { Schedule } from "./schedule.js";
 import { guided, makeNoise, sample, toUint8 } from "./sampling.js";
@@ -27,10 +28,8 @@ export function resolveParams(given, T) {
   if (p.steps != null && (!Number.isInteger(p.steps) || p.steps < 1)) throw new RangeError(`steps must be a positive integer, got ${p.steps}`);
   if (p.seed != null && !(Number.isSafeInteger(p.seed) && p.seed >= 0)) throw new RangeError(`seed must be a non-negative integer, got ${p.seed}`);
   if (typeof p.guidance !== "number" || !Number.isFinite(p.guidance) || p.guidance < 0) throw new RangeError(`guidance must be a finite number >= 0, got ${p.guidance}`);
-  if (p.background != null && !["", "keep", "none"].includes(String(p.background).toLowerCase())) {
-    throw new RangeError(`background ${JSON.stringify(p.background)} is not available in the browser yet: sprites keep theirs`);
-  }
-  p.background = null;
+  p.background = parseBackground(p.background);
+  p.tolerance = checkTolerance(p.tolerance);
   if (p.rng !== "philox") throw new RangeError(`the browser draws noise with philox only, got rng ${JSON.stringify(p.rng)}`);
   p.seed = p.seed ?? globalThis.crypto.getRandomValues(new Uint32Array(1))[0] % 2 ** SEED_BITS;
   p.steps = p.steps ?? DEFAULT_STEPS[p.sampler] ?? T;
@@ -63,7 +62,8 @@ export class SpriteGenerator {
 
   /**
    * Generate `params` ({n, context, seed, sampler, steps, guidance}; rng "philox") and keep what
-   * reproduces it: {samples [N·C·H·W], sprites uint8 [N,H,W,C], spriteShape, names, params (resolved),
+   * reproduces it: {samples [N·C·H·W], sprites uint8 [N,H,W,C] (C + 1 with the background keyed
+   * transparent), spriteShape, names, params (resolved),
    * modelSha256, modelPath, version}.
    * @param progress (done, total, x) => false to cancel (x Float32Array [N,C,H,W]); may be async
    */
@@ -73,8 +73,10 @@ export class SpriteGenerator {
     const shape = [p.n, this.spec.channels, this.spec.height, this.spec.width];
     const c = parseContext(this.spec, p.context, p.n);
     const samples = await sample(guided(this.unet, p.guidance), sampler, shape, c, makeNoise(p.rng, p.seed), progress);
+    const [sprites, spriteShape] = applyBackground(toUint8(samples, shape), [p.n, shape[2], shape[3], shape[1]],
+      p.background, p.tolerance);
     return {
-      samples, sprites: toUint8(samples, shape), spriteShape: [p.n, shape[2], shape[3], shape[1]],
+      samples, sprites, spriteShape,
       names: spriteNames(this.contextLabels(p.context, p.n)), params: p,
       modelSha256: this.unet.sha256, modelPath: this.unet.path, version: VERSION,
       backend: this.unet.backend ?? "onnxruntime-web", precision: this.unet.precision ?? "fp32",

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { inflateSync } from "node:zlib";
 import { test } from "node:test";
 
-import { atlasDict, pyJson, spriteNames, fixedLayout } from "../src/assets/outputs.js";
+import { atlasArray, atlasDict, frameNames, pyJson, spriteNames, fixedLayout } from "../src/assets/outputs.js";
 import { makeSheet, sheetGeometry } from "../src/assets/images.js";
 import { crc32, encodePng } from "../src/assets/png.js";
 import { contract, parseContext, specFromMetadata } from "../src/contract.js";
@@ -15,7 +15,8 @@ const golden = JSON.parse(readFileSync(new URL("./golden.json", import.meta.url)
 test("sprite names and atlas equal Python's", () => {
   const g = golden.atlas;
   assert.deepEqual(spriteNames(["food", "food", "food", "food", "sprite", "mix"]), g.names);
-  assert.deepEqual(atlasDict(g.names, g.size, g.layout, "food.png", 3, contract.version), g.atlas);
+  assert.deepEqual(atlasDict(frameNames("food", g.names), g.size, g.layout, "food.png", 3, contract.version), g.atlas);
+  assert.deepEqual(atlasArray(g.names, g.size, g.layout, "food.png", 4, contract.version), g.array);
 });
 
 test("layout defaults, fixed columns and refusals", () => {
@@ -99,4 +100,25 @@ test("the sheet's record is byte for byte the iTXt payload ddpm-run writes, and 
   assert.throws(() => readRecord(new Uint8Array([1, 2, 3]), "x.png"), /x.png is not a PNG/);
   const plain = await encodePng({ width: 1, height: 1, channels: 3, pixels: new Uint8Array(3) });
   assert.throws(() => readRecord(plain, "p.png"), /p.png carries no ddpm-edge generation parameters/);
+});
+
+test("background keying equals NumPy's mask for the same sprites", async () => {
+  const { backgroundMask, applyBackground, parseBackground, sheetFill } = await import("../src/assets/background.js");
+  const g = golden.background;
+  const sprites = new Uint8Array(Buffer.from(g.sprites, "base64"));
+  const [n, h, w] = g.shape;
+  for (const [tol, masks] of Object.entries(g.masks)) {
+    const mask = backgroundMask(sprites, g.shape, Number(tol));
+    for (let s = 0; s < n; s++) {
+      assert.equal(Array.from(mask.subarray(s * h * w, (s + 1) * h * w)).join(""), masks[s], `sprite ${s} tolerance ${tol}`);
+    }
+  }
+  const few = sprites.subarray(0, 3 * h * w * 3);
+  assert.deepEqual(Buffer.from(applyBackground(few, [3, h, w, 3], "transparent")[0]), Buffer.from(g.transparent, "base64"));
+  assert.deepEqual(Buffer.from(applyBackground(few, [3, h, w, 3], "WHITE", 20)[0]), Buffer.from(g.white, "base64"));
+  assert.equal(parseBackground("#ABC"), "#aabbcc");
+  assert.equal(parseBackground("keep"), null);
+  assert.throws(() => parseBackground("plaid"), /unknown background colour "plaid"/);
+  assert.deepEqual(Array.from(sheetFill("#102030", 3)), [16, 32, 48]);
+  assert.deepEqual(Array.from(sheetFill("transparent", 4)), [0, 0, 0, 0]);
 });

@@ -37,7 +37,8 @@ export interface GenerationParams {
   /** a class name, "none", or comma-separated numbers */
   context?: string | number[] | null;
   guidance?: number; eta?: number; spacing?: "uniform" | "logsnr" | "karras";
-  background?: null | "keep"; tolerance?: number; rng?: "philox";
+  /** null/"keep", "transparent" (RGBA sprites), or "#rrggbb" */
+  background?: string | null; tolerance?: number; rng?: "philox";
 }
 
 export type ResolvedParams = Required<GenerationParams>;
@@ -67,13 +68,16 @@ export function resolveParams(given: GenerationParams, T: number): ResolvedParam
 export interface SheetLayout { cols?: number | null; scale?: number; padding?: number }
 export interface Atlas {
   frames: Record<string, { frame: { x: number; y: number; w: number; h: number }; rotated: false; trimmed: false;
-    spriteSourceSize: { x: number; y: number; w: number; h: number }; sourceSize: { w: number; h: number } }>;
+    spriteSourceSize: { x: number; y: number; w: number; h: number }; sourceSize: { w: number; h: number };
+    pivot: { x: number; y: number } }>;
   meta: { app: string; version: string; image: string; format: string; size: { w: number; h: number }; scale: string };
 }
 /** The sheet PNG with its ddpm-edge record (ddpm-run --from reproduces it). */
 export function sheetPng(batch: Batch, layout?: SheetLayout): Promise<Uint8Array>;
 /** TexturePacker "JSON (hash)" atlas of the sheet (Phaser: this.load.atlas(key, imageName, atlas)). */
-export function batchAtlas(batch: Batch, layout?: SheetLayout, imageName?: string): Atlas;
+export function batchAtlas(batch: Batch, layout?: SheetLayout, imageName?: string, format?: "hash" | "array"): Atlas | AtlasArray;
+export interface AtlasArray { frames: (Atlas["frames"][string] & { filename: string })[]; meta: Atlas["meta"] }
+export function frameNames(sheetStem: string, names: string[]): string[];
 export function batchRecord(batch: Batch, layout?: SheetLayout): Record<string, unknown>;
 export function atlasDict(names: string[], size: [number, number], layout: Required<SheetLayout>, imageName: string,
   channels?: number, appVersion?: string): Atlas;
@@ -130,3 +134,12 @@ export const contract: Record<string, unknown>;
 export const VERSION: string;
 export function specFromMetadata(meta?: Record<string, string>): ModelSpec;
 export function parseContext(spec: ModelSpec, context: GenerationParams["context"], n: number): Float32Array;
+
+export function parseBackground(text: string | null | undefined): null | "transparent" | string;
+export function backgroundMask(sprites: Uint8Array, shape: [number, number, number, number], tolerance?: number): Uint8Array;
+export function applyBackground(sprites: Uint8Array, shape: [number, number, number, number], background: string | null,
+  tolerance?: number): [Uint8Array, [number, number, number, number]];
+export function sheetFill(background: string | null, channels: number): Uint8Array;
+export function readRecord(bytes: Uint8Array, source?: string): Record<string, unknown>;
+export function paramsFromRecord(record: Record<string, unknown>, source?: string):
+  { params: GenerationParams; layout: SheetLayout; model: string; modelSha256: string };

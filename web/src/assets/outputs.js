@@ -2,6 +2,7 @@
 // sheet PNG with its generation record, and the TexturePacker "JSON (hash)" atlas.
 import contract from "../contract.json" with { type: "json" };
 import { gridShape, makeSheet, sheetGeometry } from "./images.js";
+import { sheetFill } from "./background.js";
 import { encodePng } from "./png.js";
 
 export const DEFAULT_LAYOUT = contract.layout;   // {cols, scale, padding}
@@ -27,18 +28,40 @@ export function fixedLayout(layout, n) {
   return { cols: gridShape(n, l.cols)[1], scale: l.scale, padding: l.padding };
 }
 
-/** TexturePacker "JSON (hash)": frames by name, each with frame {x,y,w,h} in sheet pixels. */
-export function atlasDict(names, [height, width], layout, imageName, channels = 4, appVersion = "") {
-  const [[sw, sh], cells] = sheetGeometry(names.length, height, width, layout.cols, layout.scale, layout.padding);
-  const frames = {};
-  names.forEach((name, k) => {
+// Atlases (runtime/assets/atlas.py): TexturePacker "JSON (hash)" (Phaser load.atlas, PixiJS Assets.load)
+// and "JSON (array)" (melonJS, Phaser); frames named `<sheet stem>/<sprite name>`, never trimmed or rotated.
+export const ATLAS_FORMATS = ["hash", "array"];
+const APP = "ddpm-edge (texturepacker-compatible json)";
+
+function atlasFrames(names, [height, width], layout) {
+  const [size, cells] = sheetGeometry(names.length, height, width, layout.cols, layout.scale, layout.padding);
+  return [size, names.map((name, k) => {
     const [x, y, w, h] = cells[k];
-    frames[name] = { frame: { x, y, w, h }, rotated: false, trimmed: false,
-      spriteSourceSize: { x: 0, y: 0, w, h }, sourceSize: { w, h } };
-  });
-  const meta = { app: "ddpm-edge", version: appVersion || "1.0", image: imageName,
-    format: channels === 4 ? "RGBA8888" : "RGB888", size: { w: sw, h: sh }, scale: "1" };
-  return { frames, meta };
+    return [name, { frame: { x, y, w, h }, rotated: false, trimmed: false, spriteSourceSize: { x: 0, y: 0, w, h },
+      sourceSize: { w, h }, pivot: { x: 0.5, y: 0.5 } }];
+  })];
+}
+
+function atlasMeta(imageName, [w, h], channels, appVersion) {
+  return { app: APP, version: appVersion || "1.0", image: imageName, format: channels === 4 ? "RGBA8888" : "RGB888",
+    size: { w, h }, scale: "1" };
+}
+
+/** TexturePacker "JSON (hash)": {frames: {name: frame}, meta}; names used as given. */
+export function atlasDict(names, spriteSize, layout, imageName, channels = 4, appVersion = "") {
+  const [size, frames] = atlasFrames(names, spriteSize, layout);
+  return { frames: Object.fromEntries(frames), meta: atlasMeta(imageName, size, channels, appVersion) };
+}
+
+/** TexturePacker "JSON (array)": {frames: [{filename, ...frame}], meta}. */
+export function atlasArray(names, spriteSize, layout, imageName, channels = 4, appVersion = "") {
+  const [size, frames] = atlasFrames(names, spriteSize, layout);
+  return { frames: frames.map(([filename, frame]) => ({ filename, ...frame })), meta: atlasMeta(imageName, size, channels, appVersion) };
+}
+
+/** Atlas frame names for a sheet: `food/food_003`. */
+export function frameNames(sheetStem, names) {
+  return names.map((name) => `${sheetStem}/${name}`);
 }
 
 const FLOAT_FIELDS = new Set(["guidance", "eta"]);
@@ -79,14 +102,18 @@ export function batchRecord(batch, layout) {
 export async function sheetPng(batch, layout = {}) {
   const l = fixedLayout(layout, batch.params.n);
   const [n, h, w, c] = batch.spriteShape;
-  const sheet = makeSheet(batch.sprites, batch.spriteShape, { ...l, fill: new Uint8Array(c) });
+  const sheet = makeSheet(batch.sprites, batch.spriteShape, { ...l, fill: sheetFill(batch.params.background, c) });
   const record = batchRecord(batch, l);
   const { format, ...rest } = record;
   return encodePng(sheet, { [contract.record.chunk_key]: pyJson({ format, ...rest }) });
 }
 
-/** The atlas object of a batch's sheet (write it as JSON beside `imageName`). */
-export function batchAtlas(batch, layout = {}, imageName = "sprites.png") {
+/** The atlas object of a batch's sheet, "hash" or "array" (write it as JSON beside `imageName`); frames
+ *  are named `<imageName's stem>/<sprite name>` as ddpm-run names them. */
+export function batchAtlas(batch, layout = {}, imageName = "sprites.png", format = "hash") {
+  if (!ATLAS_FORMATS.includes(format)) throw new RangeError(`unknown atlas format ${JSON.stringify(format)}; choose one of ${ATLAS_FORMATS.join(", ")}`);
   const [, h, w, c] = batch.spriteShape;
-  return atlasDict(batch.names, [h, w], fixedLayout(layout, batch.params.n), imageName, c, batch.version);
+  const stem = imageName.split("/").pop().replace(/\.[^.]*$/, "");
+  const build = format === "hash" ? atlasDict : atlasArray;
+  return build(frameNames(stem, batch.names), [h, w], fixedLayout(layout, batch.params.n), imageName, c, batch.version);
 }

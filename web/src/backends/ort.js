@@ -52,10 +52,10 @@ export async function loadUnet(model, { ort, executionProvider = "wasm", numThre
   const [C, H, W, K] = [spec.channels, spec.height, spec.width, spec.n_cfeat];
 
   async function unet(x, t, c, n) {
-    const feeds = {
-      x: new ort.Tensor("float32", x, [n, C, H, W]),
-      t: new ort.Tensor("float32", t, [n, 1]),
-      c: new ort.Tensor("float32", c, [n, K]),
+    const feeds = {   // copies: with ort.env.wasm.proxy the buffers move to the worker (detached here)
+      x: new ort.Tensor("float32", x.slice(), [n, C, H, W]),
+      t: new ort.Tensor("float32", t.slice(), [n, 1]),
+      c: new ort.Tensor("float32", c.slice(), [n, K]),
     };
     const result = await session.run(feeds);
     const eps = result.eps;

@@ -8,11 +8,12 @@ import { DPMSolverPP2M } from "./dpmpp_2m.js";
 import { DPMSolverPP2MSDE } from "./dpmpp_2m_sde.js";
 import { DPMSolverPP3MSDE } from "./dpmpp_3m_sde.js";
 import { SPACINGS, makeTimesteps } from "./spacing.js";
+import { UniPC } from "./unipc.js";
 
-const CLASSES = { "dpmpp-2m": DPMSolverPP2M, "dpmpp-2m-sde": DPMSolverPP2MSDE, "dpmpp-3m-sde": DPMSolverPP3MSDE };
+const CLASSES = { "dpmpp-2m": DPMSolverPP2M, "dpmpp-2m-sde": DPMSolverPP2MSDE, "dpmpp-3m-sde": DPMSolverPP3MSDE, unipc: UniPC };
 /** The solvers this package has (contract.samplers lists the Python runtime's). */
 export const SAMPLERS = ["ddpm", "ddim", ...Object.keys(CLASSES)];
-export const DEFAULT_STEPS = { ddim: 25, "dpmpp-2m": 20, "dpmpp-2m-sde": 20, "dpmpp-3m-sde": 20, ...contract.default_steps };
+export const DEFAULT_STEPS = { ddim: 25, "dpmpp-2m": 20, "dpmpp-2m-sde": 20, "dpmpp-3m-sde": 20, unipc: 10, ...contract.default_steps };
 
 export function makeSampler(name, schedule, { steps = null, eta = 0, spacing = "uniform" } = {}) {
   const key = String(name).toLowerCase();
@@ -34,4 +35,4 @@ export function makeSampler(name, schedule, { steps = null, eta = 0, spacing = "
   return new CLASSES[key](schedule, steps, spacing);
 }
 
-export { DDIMSampler, DDPMSampler, DPMSolverPP2M, DPMSolverPP2MSDE, DPMSolverPP3MSDE, SPACINGS, makeTimesteps };
+export { DDIMSampler, DDPMSampler, DPMSolverPP2M, DPMSolverPP2MSDE, DPMSolverPP3MSDE, SPACINGS, UniPC, makeTimesteps };

@@ -42,11 +42,16 @@ export class MultistepSolver {
 
   needsNoise(i) { return this.stochastic && i !== this.timesteps[this.timesteps.length - 1]; }
 
-  step(x, eps, i, z = null) {
+  checkStep(i) {
     const k = this.k;
     if (k >= this.timesteps.length || this.timesteps[k] !== i) {
       throw new Error(`${this.name} expected step index ${this.timesteps[k] ?? "none (trajectory finished)"}, got ${i}: use a fresh solver per trajectory`);
     }
+    return k;
+  }
+
+  step(x, eps, i, z = null) {
+    const k = this.checkStep(i);
     const { p, q, a, weights, c } = this.plan[k];
     const m0 = new Float32Array(x.length);
     for (let e = 0; e < x.length; e++) m0[e] = f(x[e] * p) + f(eps[e] * q);

@@ -1,5 +1,7 @@
 // Drive the page in headless Chromium (playwright-core, Debian's chromium): open each URL given, wait
 // for window.ddpmEdge.done, print one JSON line per URL with window.ddpmEdge (+ console errors).
+// A URL given as URL@@FILE gets FILE put into the page's file input (as a user picking a model or a
+// sheet), then its Generate button pressed.
 //   node test/browser/drive.mjs URL… [--timeout SECONDS]     CHROMIUM=/path/to/chromium to override
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,12 +20,18 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-sync", "--no-first-run"],
 });
 try {
-  for (const url of args) {
+  for (const arg of args) {
+    const [url, upload] = arg.split("@@");
     const page = await context.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e.message).split("\n")[0]));
     page.on("console", (m) => { if (m.type() === "error") errors.push(m.text().split("\n")[0]); });
     await page.goto(url);
+    if (upload) {
+      await page.waitForFunction(() => document.getElementById("status").textContent === "ready", null, { timeout });
+      await page.setInputFiles("#model-file", upload);
+      await page.click("#generate");
+    }
     await page.waitForFunction(() => window.ddpmEdge && window.ddpmEdge.done, null, { timeout, polling: 250 });
     const result = await page.evaluate(() => ({ ...window.ddpmEdge, crossOriginIsolated: globalThis.crossOriginIsolated }));
     console.log(JSON.stringify({ url, ...result, consoleErrors: errors }));
