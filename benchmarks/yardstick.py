@@ -186,6 +186,8 @@ def markdown(result: dict) -> str:
         s = row["summary"]
         verdict = row.get("verdict")
         mark = "–" if verdict is None else ("**equal**" if verdict["equal"] else "no")
+        if row["config"] == row.get("against"):
+            mark = "(the reference)"
         if verdict is not None and row["against"] != reference_key(0.0):
             mark += f" (vs {row['against']})"
         seeds = ",".join(str(r["seed"]) for r in row["reports"])
