@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import platform
@@ -59,7 +60,7 @@ def serve_serial(port: int, max_batch: int, threads: int | None, parallel: int) 
             return [min(self._active, key=lambda job: job.submitted)]
 
     batcher = SerialBatcher(load_generator(None, "cpu", threads), max_batch=max_batch, parallel=parallel)
-    uvicorn.run(create_app(batcher), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(create_app(batcher), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=75)
 
 
 # -- load --------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ async def load(url: str, clients: int, n: int, seconds: float, body: dict, proce
             "rows_per_call": rows / calls if calls else float("nan"), "replicas_seen": seen,
             # server CPU per sprite: what throughput would be on cores of its own (inference processes only)
             "cpu_ms_per_sprite": 1e3 * cpu / sprites if sprites and seen == processes else float("nan"),
-            "failed_good": len(failures),
+            "failed_good": len(failures), "failures": {str(k): v for k, v in collections.Counter(failures).items()},
             "malformed": malformed, "malformed_not_422": malformed_wrong, "elapsed_s": elapsed}
 
 

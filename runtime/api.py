@@ -36,7 +36,7 @@ from .assets.images import to_uint8
 from .assets.outputs import Batch, SheetLayout, Targets, sprite_names, write_outputs, write_sprite
 from .params import GenerationParams, check_context_list, default_guidance
 from .assets.records import RECORD_FORMAT_V1, read_record
-from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, make_sampler
+from .solvers import DEFAULT_SAMPLER, GPU_LOOP_SAMPLERS, default_steps, make_sampler
 from .sampling import DEFAULT_RNG, Progress, check_finite, guided, make_noise, sample
 
 MAX_GATE_STEPS_AT_RUN = 50   # an unmeasured config of more steps is measured by benchmarks/lowprec_gate.py, not at run
@@ -85,13 +85,25 @@ def parse_context(spec: ModelSpec, context, n: int, seed: int | None) -> np.ndar
     return np.ascontiguousarray(array)
 
 
-class SpriteGenerator:
-    """Holds one backend (session reused across calls); safe to call from several threads."""
+# Engines `auto` may move a run to, fastest first (benchmarks/results/speed.md): the same model file at a
+# lower precision, used for a configuration only when a quality verdict (runtime/gate.py, shipped in
+# weights/verdicts.json) found it equal to fp32 there. int8 models are other files: asked for by --engine.
+AUTO_ENGINES = (("openvino", "bf16"),)
 
-    def __init__(self, unet):
+
+class SpriteGenerator:
+    """Holds one backend (session reused across calls); safe to call from several threads.
+
+    Loaded with backend "auto" and no precision, a run whose configuration has an equal verdict for a
+    faster engine of AUTO_ENGINES that this install has (OpenVINO bf16 with the openvino extra) runs on
+    it; every other run, and every run when that engine is missing, stays on the loaded one."""
+
+    def __init__(self, unet, auto: bool = False):
         self.unet = unet
         self.spec: ModelSpec = unet.spec
         self._lock = threading.Lock()
+        self._auto = auto
+        self._faster: list | None = None     # AUTO_ENGINES loaded (lazily, once): [(backend object)]
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "auto",
@@ -106,7 +118,34 @@ class SpriteGenerator:
             from .backends.ort_cuda import load_gpu_backend
             return cls(load_gpu_backend(path, device=device, io_binding=io_binding, cuda_graph=cuda_graph,
                                         gpu_loop=gpu_loop, max_batch=max_batch))
-        return cls(load_unet(path, device=device, max_batch=max_batch, backend=backend, precision=precision))
+        return cls(load_unet(path, device=device, max_batch=max_batch, backend=backend, precision=precision),
+                   auto=backend == "auto" and precision is None)
+
+    def engine_for(self, sampler: str, steps: int | None, guidance: float, eta: float = 0.0,
+                   spacing: str = "uniform"):
+        """The backend a run of this configuration uses: the loaded one, or under `auto` the first engine
+        of AUTO_ENGINES with an equal quality verdict at exactly this configuration."""
+        if not self._auto:
+            return self.unet
+        from .gate import GateConfig, check as check_gate
+        if self._faster is None:
+            faster = []
+            for backend, precision in AUTO_ENGINES:
+                try:
+                    faster.append(load_unet(self.unet.path, max_batch=self.unet.max_batch, backend=backend,
+                                            precision=precision))
+                except DdpmEdgeError:     # not in this install, or this CPU cannot: stay on the loaded engine
+                    pass
+            self._faster = faster
+        steps = steps if steps is not None else default_steps(sampler, self.spec.T)
+        config = GateConfig(sampler=sampler, steps=steps, guidance=float(guidance), eta=float(eta), spacing=spacing)
+        for unet in self._faster:
+            try:
+                check_gate(unet, config, run=False)     # shipped or cached verdicts only: never measures here
+            except DdpmEdgeError:
+                continue
+            return unet
+        return self.unet
 
     @property
     def backend(self) -> str:
@@ -142,7 +181,7 @@ class SpriteGenerator:
             with self._lock:   # the loop reports about every 5% of steps, and at every multiple of `.every`
                 return check_finite(loop(step_sampler, (n, *self.spec.sample_shape), c, noise, progress=progress,
                                          guidance=float(guidance), progress_every=getattr(progress, "every", None)))
-        unet = guided(self.unet, float(guidance))
+        unet = guided(self.engine_for(sampler, steps, guidance, eta, spacing), float(guidance))
         with self._lock:
             return check_finite(sample(unet, step_sampler, (n, *self.spec.sample_shape), c, noise=noise,
                                        progress=progress))
@@ -191,11 +230,12 @@ class SpriteGenerator:
                                     spacing=params.spacing, rng=params.rng,
                                     progress=on_step if frames_every or progress else None)
         sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
+        engine = self.engine_for(params.sampler, params.steps, params.guidance, params.eta, params.spacing)
         from . import __version__
         return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(self.context_labels(params))),
                      params=params, model_sha256=self.model_sha256, model_path=self.model_path,
-                     version=__version__, frames=tuple(frames), backend=self.backend,
-                     precision=self.precision)
+                     version=__version__, frames=tuple(frames), backend=getattr(engine, "backend", self.backend),
+                     precision=getattr(engine, "precision", self.precision))
 
     def context_labels(self, params: GenerationParams) -> list[str]:
         """Per sprite: its class name (one-hot context), "sprite" (unconditional) or "mix"."""
@@ -293,10 +333,15 @@ def render(targets: Targets, engine: str | os.PathLike | None = None, source: st
     if sprite is not None and sprite >= params.n:
         raise DdpmEdgeError(f"{source} is sprite {sprite} of its batch, but only {params.n} would be generated")
     options = dict(load_options or {})
+    recorded_backend = record.get("backend", "onnxruntime") if record else None
+    if recorded_backend == "onnxruntime-web":            # a sheet made in the browser (web/): ONNX Runtime here
+        recorded_backend = "onnxruntime"
     if record and options.get("backend", "auto") == "auto" and options.get("precision") is None \
-            and record.get("backend") in ("onnxruntime", "openvino", "tensorrt"):
-        # the recorded engine, unless the caller chose one: a bf16 sheet regenerates on OpenVINO bf16
-        options.update(backend=record["backend"], precision=record.get("precision") or None)
+            and recorded_backend in ("onnxruntime", "openvino", "tensorrt") \
+            and not any(options.get(k) for k in ("io_binding", "cuda_graph", "gpu_loop")):
+        # the recorded engine (/1 records: onnxruntime fp32), unless the caller chose one: a bf16 sheet
+        # regenerates on OpenVINO bf16, an fp32 one never moves to a faster engine (`auto`)
+        options.update(backend=recorded_backend, precision=record.get("precision", "fp32"))
     if options.get("gpu_loop"):
         check_gpu_loop(params.sampler)        # before a GPU is needed
     generator = (SpriteGenerator.load_for_record(record, engine, str(source), **options) if record

@@ -6,7 +6,7 @@
     batcher.close()
 
 One worker thread owns the backend. Each tick it takes the active requests (round robin, oldest-served
-first) until their rows fill `max_batch`, makes ONE UNet call with every row's own t and c (guided
+first, on one engine) until their rows fill `max_batch`, makes ONE UNet call with every row's own t and c (guided
 requests contribute 2N rows: c, then zeros), and applies each request's own solver step to its rows
 (sampling.Trajectory, the code path of `sample()`). Requests submitted during a tick join the next one;
 a finished request leaves at once. The UNet treats rows independently (run_chunked never mixes rows),
@@ -70,22 +70,34 @@ def make_trajectory(generator: SpriteGenerator, params: GenerationParams) -> sam
     return sampling.Trajectory(solver, (params.n, *spec.sample_shape), context, noise, params.guidance)
 
 
-def make_batch(generator: SpriteGenerator, params: GenerationParams, samples: np.ndarray) -> Batch:
+def engine_for(generator: SpriteGenerator, params: GenerationParams):
+    """The backend generate_raw runs `params` on: under backend auto, a faster engine whose quality verdict
+    covers exactly this configuration, else the loaded one."""
+    choose = getattr(generator, "engine_for", None)
+    if choose is None:
+        return generator.unet
+    return choose(params.sampler, params.steps, params.guidance, params.eta, params.spacing)
+
+
+def make_batch(generator: SpriteGenerator, params: GenerationParams, samples: np.ndarray, engine=None) -> Batch:
     """x_0 [n,C,H,W] of resolved `params` → the Batch `generator.generate_batch` returns (no frames)."""
     from . import __version__
+    engine = engine if engine is not None else generator.unet
     sprites = apply_background(to_uint8(samples), params.background, params.tolerance, params.keying)
     return Batch(samples=samples, sprites=sprites, names=tuple(sprite_names(generator.context_labels(params))),
                  params=params, model_sha256=generator.model_sha256, model_path=generator.model_path,
-                 version=__version__, backend=getattr(generator.unet, "backend", "onnxruntime"),
-                 precision=getattr(generator.unet, "precision", "fp32"))
+                 version=__version__, backend=getattr(engine, "backend", "onnxruntime"),
+                 precision=getattr(engine, "precision", "fp32"))
 
 
 class Job:
     """One submitted request. `result()` blocks for its Batch; `future` is a concurrent Future
     (asyncio.wrap_future for async code); `cancel()` frees its rows at the next tick."""
 
-    def __init__(self, params: GenerationParams, trajectory: sampling.Trajectory, deadline: float | None):
+    def __init__(self, params: GenerationParams, trajectory: sampling.Trajectory, deadline: float | None,
+                 engine=None):
         self.params, self.trajectory, self.deadline = params, trajectory, deadline
+        self.engine = engine         # the backend its rows go to (ticks never mix engines)
         self.future: Future = Future()
         self.submitted = time.monotonic()
         self.last_tick = -1          # the tick that last stepped it: round robin picks the oldest
@@ -134,6 +146,7 @@ class ContinuousBatcher:
         self.parallel = parallel
         self._pool = ThreadPoolExecutor(parallel - 1, thread_name_prefix="ddpm-unet") if parallel > 1 else None
         self._cond = threading.Condition()
+        self._engine_lock = threading.Lock()
         self._inbox: list[Job] = []      # submitted, joining at the next tick
         self._active: list[Job] = []     # owned by the worker thread
         self._queued_rows = 0            # rows of inbox + active
@@ -159,8 +172,10 @@ class ContinuousBatcher:
             raise DdpmEdgeError(f"timeout must be a positive number of seconds, got {timeout!r}")
         params = params.resolved(self.generator.spec.T)
         trajectory = make_trajectory(self.generator, params)   # bad context etc. fail here, in the caller
+        with self._engine_lock:     # the first auto choice loads engines: once
+            engine = engine_for(self.generator, params)
         deadline = None if timeout is None else time.monotonic() + timeout
-        job = Job(params, trajectory, deadline)
+        job = Job(params, trajectory, deadline, engine)
         with self._cond:
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
@@ -260,7 +275,7 @@ class ContinuousBatcher:
         (a job larger than max_batch goes alone; the backend splits it)."""
         chosen, rows = [], 0
         for job in sorted(self._active, key=lambda j: j.last_tick):   # stable: ties in arrival order
-            if chosen and rows + job.rows > self.max_batch:
+            if chosen and (rows + job.rows > self.max_batch or job.engine is not chosen[0].engine):
                 continue
             chosen.append(job)
             rows += job.rows
@@ -268,16 +283,16 @@ class ContinuousBatcher:
                 break
         return chosen
 
-    def _unet(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def _unet(self, unet, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
         """eps for the tick's rows: one backend call, or `parallel` calls on row slices at once."""
         rows = x.shape[0]
         if self._pool is None or rows < 2 * MIN_SLICE_ROWS:
-            return self.unet(x, t, c)
+            return unet(x, t, c)
         k = min(self.parallel, rows // MIN_SLICE_ROWS)
         bounds = [rows * j // k for j in range(k + 1)]
         slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-        others = [self._pool.submit(self.unet, x[s], t[s], c[s]) for s in slices[1:]]
-        first = self.unet(x[slices[0]], t[slices[0]], c[slices[0]])
+        others = [self._pool.submit(unet, x[s], t[s], c[s]) for s in slices[1:]]
+        first = unet(x[slices[0]], t[slices[0]], c[slices[0]])
         return np.concatenate([first, *(f.result() for f in others)])
 
     def _step(self, jobs: list[Job]) -> None:
@@ -287,7 +302,7 @@ class ContinuousBatcher:
             parts = [job.trajectory.inputs() for job in jobs]
             x, t, c = (np.concatenate([p[k] for p in parts]) for k in range(3))   # [R,C,H,W], [R,1], [R,k]
             called = time.perf_counter()
-            eps = self._unet(x, t, c)                                              # [R,C,H,W]
+            eps = self._unet(jobs[0].engine or self.unet, x, t, c)                 # [R,C,H,W]
             self.unet_seconds.observe(time.perf_counter() - called)
             self.batch_rows.observe(x.shape[0])
         except Exception as e:   # a failed call fails its requests, never the service
@@ -306,7 +321,7 @@ class ContinuousBatcher:
                     if not np.all(np.isfinite(x0)):
                         raise DdpmEdgeError("the model produced non-finite values", exit_code=4)
                     self._active.remove(job)
-                    self._finish(job, "ok", result=make_batch(self.generator, job.params, x0))
+                    self._finish(job, "ok", result=make_batch(self.generator, job.params, x0, job.engine))
             except Exception as e:
                 if job in self._active:
                     self._active.remove(job)

@@ -34,6 +34,8 @@ def serve(
     backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt, as ddpm-run --backend"),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16, int8 or fp16, as ddpm-run --precision"),
     log_level: str = typer.Option("warning", help="uvicorn log level (info logs every request)"),
+    keep_alive: int = typer.Option(75, help="seconds an idle HTTP keep-alive connection stays open (a client "
+                                            "reusing one the server just closed sees a failed request)"),
     version: bool = version_option("ddpm-serve"),
 ) -> None:
     """Serve POST /v1/generate (ddpm-run's settings as JSON; format png|atlas|zip|npy), GET /v1/models,
@@ -57,7 +59,7 @@ def serve(
     typer.echo(f"ddpm-serve: {generator.model_path} on http://{host}:{port} (max {max_batch} rows per UNet call)",
                err=True)
     uvicorn.run(create_app(batcher, timeout=timeout, drain=drain), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=max(1, int(drain)))
+                timeout_graceful_shutdown=max(1, int(drain)), timeout_keep_alive=keep_alive)
 
 
 def main() -> None:

@@ -134,7 +134,7 @@ def test_animation_frames_from_the_device_loop(loop_onnx, numpy_gen):
     assert len(a.frames) == len(b.frames) == 71             # steps 7, 14, …, 497
     assert max(int(np.abs(fa.astype(int) - fb).max()) for fa, fb in zip(a.frames, b.frames)) <= 1
     calls = []
-    loop_gen.generate_raw(2, seed=6, progress=lambda done, total, x: calls.append(done))
+    loop_gen.generate_raw(2, seed=6, sampler="ddpm", progress=lambda done, total, x: calls.append(done))
     assert len(calls) == 20                                  # a plain progress bar: every 25 of 500 steps
 
 

@@ -226,7 +226,7 @@ def test_ddpm_run_bad_choices_and_gated_first_use(tmp_path, cache):
                     "bf16 runs on --backend openvino", 2)
     assert_one_line(cli("ddpm-run", "--precision", "int8", "-o", tmp_path / "a.png"), "make an int8 model", 2)
     assert_one_line(cli("ddpm-run", "--backend", "tensorrt", "-o", tmp_path / "a.png"), "needs a .plan engine", 2)
-    assert_one_line(cli("ddpm-run", "--precision", "bf16", "--gpu-loop", "-o", tmp_path / "a.png"),
+    assert_one_line(cli("ddpm-run", "--precision", "bf16", "--gpu-loop", "--sampler", "ddim", "-o", tmp_path / "a.png"),
                     "onnxruntime only", 2)
     result = cli("ddpm-run", "--precision", "bf16", "--sampler", "ddpm", "-o", tmp_path / "a.png",
                  env={"DDPM_EDGE_CACHE": str(cache / "cache")})   # unmeasured, too long to measure at run
@@ -272,3 +272,24 @@ def test_shipped_int8_ir_carries_its_metadata_and_weights_hash(tmp_path):
     (tmp_path / "m.bin").unlink()
     with pytest.raises(DdpmEdgeError, match="needs its weights m.bin"):
         load_unet(tmp_path / "m.xml")
+
+
+def test_auto_moves_only_gated_configurations_to_a_faster_engine():
+    """backend auto: the default configuration with a class (a shipped equal verdict for OpenVINO bf16) runs
+    on OpenVINO bf16; the course's DDPM and configurations without a verdict stay on onnxruntime fp32; an
+    explicit backend never moves; the record names the engine that ran."""
+    from ddpm_edge.runtime.api import SpriteGenerator
+    from ddpm_edge.runtime.params import GenerationParams
+
+    auto = SpriteGenerator.load()
+    fast = auto.engine_for("dpmpp-2m-sde", 10, 2.0)
+    assert (fast.backend, fast.precision) == ("openvino", "bf16")
+    for config in (("ddpm", None, 0.0), ("ddim", 25, 2.0), ("dpmpp-2m-sde", 11, 2.0), ("dpmpp-2m", 10, 2.0)):
+        engine = auto.engine_for(*config)
+        assert (engine.backend, engine.precision) == ("onnxruntime", "fp32"), config
+    fixed = SpriteGenerator.load(backend="onnxruntime")
+    assert fixed.engine_for("dpmpp-2m-sde", 10, 2.0) is fixed.unet
+    batch = auto.generate_batch(GenerationParams(n=2, seed=1, context="food"))
+    assert (batch.backend, batch.precision) == ("openvino", "bf16") and batch.params.guidance == 2.0
+    plain = auto.generate_batch(GenerationParams(n=2, seed=1, context="food", sampler="ddpm", steps=None))
+    assert (plain.backend, plain.precision) == ("onnxruntime", "fp32")

@@ -124,8 +124,8 @@ def test_batch_records_the_unets_backend_and_precision(v1, tmp_path):
 
 
 def test_from_a_record_loads_its_backend_and_precision_unless_told(v1, tmp_path, monkeypatch):
-    """A /2 record naming another engine (e.g. OpenVINO bf16) is regenerated on that engine; options given on
-    the command line win; onnxruntime fp32 (and every /1 record) loads as before, without those options."""
+    """A record is regenerated on the engine it names (OpenVINO bf16 here; /1 records: onnxruntime fp32), so
+    `auto` never moves it to another engine; options given on the command line win."""
     from ddpm_edge.runtime import api
     from ddpm_edge.runtime.assets.outputs import Targets
     out = v1 / "a.png"
@@ -145,4 +145,5 @@ def test_from_a_record_loads_its_backend_and_precision_unless_told(v1, tmp_path,
     monkeypatch.setattr(api, "read_record", read_record)
     api.render(Targets(sheet=tmp_path / "d.png"), source=out)
     api.render(Targets(sheet=tmp_path / "e.png"), source=v1 / "ddim_sheet.png")
-    assert seen == [{"backend": "openvino", "precision": "bf16"}, {"backend": "onnxruntime"}, {}, {}]
+    pinned = {"backend": "onnxruntime", "precision": "fp32"}
+    assert seen == [{"backend": "openvino", "precision": "bf16"}, {"backend": "onnxruntime"}, pinned, pinned]

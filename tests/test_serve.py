@@ -219,8 +219,8 @@ def test_console_script_serves_and_shuts_down(tmp_path):
         response = httpx.post(f"http://127.0.0.1:{port}/v1/generate", json={"n": 2, "sampler": "ddim", "seed": 5},
                               timeout=60)
         assert response.status_code == 200 and response.content[:8] == b"\x89PNG\r\n\x1a\n"
-        proc.send_signal(signal.SIGTERM)   # uvicorn drains, then re-raises it: killed by SIGTERM (shell: 143)
-        assert proc.wait(30) == -signal.SIGTERM
+        proc.send_signal(signal.SIGTERM)   # uvicorn drains; then the process exits cleanly or re-raises SIGTERM
+        assert proc.wait(30) in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
         assert "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:

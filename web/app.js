@@ -102,7 +102,7 @@ async function useSheet(bytes, source) {
 function formParams() {
   const num = (id) => ($(id).value === "" ? null : Number($(id).value));
   const context = $("context").value;
-  return { n: num("n"), seed: num("seed"), sampler: $("sampler").value, steps: num("steps"), guidance: num("guidance") ?? 0,
+  return { n: num("n"), seed: num("seed"), sampler: $("sampler").value, steps: num("steps"), guidance: num("guidance"),
     eta: num("eta") ?? 0, spacing: $("spacing").value, context: context === "none" ? null : context,
     background: $("background").value === "keep" ? null : $("background").value, tolerance: num("tolerance") ?? contract.params.tolerance };
 }

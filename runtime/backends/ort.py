@@ -110,7 +110,8 @@ class OnnxUnet(HashedFile):
         self.precision = graph_precision(*onnx_summary(self.path))
         if precision is not None and precision != self.precision:
             hint = {"bf16": "; bf16 runs on --backend openvino",
-                    "int8": "; make an int8 model with ddpm-export --onnx unet.onnx --int8 -o unet_int8.onnx"}
+                    "int8": "; make an int8 model with ddpm-export --onnx unet.onnx --int8 -o unet_int8.onnx",
+                    "fp16": "; make an fp16 model with ddpm-export --onnx unet.onnx --fp16, or use --backend openvino"}
             raise DdpmEdgeError(f"{self.path.name} is {self.precision}; onnxruntime runs it only at "
                                 f"{self.precision}, not {precision}{hint.get(precision, '')}")
         fixed = _static(x_shape[0])

@@ -20,7 +20,9 @@ from ddpm_edge.runtime import __version__, solvers
 from ddpm_edge.runtime.api import AUTO_FRAMES
 from ddpm_edge.runtime.assets import records
 from ddpm_edge.runtime.assets.atlas import frame_names, texturepacker_array
+from ddpm_edge.runtime.assets import background
 from ddpm_edge.runtime.assets.background import apply_background, background_mask
+from ddpm_edge.runtime.limits import MAX_GUIDANCE
 from ddpm_edge.runtime.assets.images import to_uint8
 from ddpm_edge.runtime.assets.outputs import Batch, SheetLayout, atlas_dict, sprite_names
 from ddpm_edge.runtime.contract import COURSE_CONTEXT_NAMES, INPUT_NAMES, OUTPUT_NAMES, ModelSpec
@@ -48,6 +50,9 @@ def contract() -> dict:
         "default_steps": dict(getattr(solvers, "DEFAULT_STEPS", {"ddim": solvers.DEFAULT_DDIM_STEPS})),
         "rngs": list(RNGS), "default_rng": DEFAULT_RNG, "web_rng": "philox",
         "params": params,
+        "course_samplers": list(solvers.COURSE_SAMPLERS), "default_class_guidance": solvers.DEFAULT_CLASS_GUIDANCE,
+        "max_guidance": MAX_GUIDANCE,
+        "keying": {"default": background.DEFAULT_KEYING, "legacy": background.LEGACY_KEYING, "web": ["v1"]},
         "layout": SheetLayout().as_dict(),
         "record": {"chunk_key": records.CHUNK_KEY, "format": records.RECORD_FORMAT, "v1_defaults": records.V1_DEFAULTS},
         "auto_frames": AUTO_FRAMES,
@@ -105,8 +110,8 @@ def background_golden() -> dict:
              for tol in (0, 8, 32, 80)}
     few = sprites[:3]
     return {"shape": list(sprites.shape), "sprites": base64.b64encode(sprites.tobytes()).decode(), "masks": masks,
-            "transparent": base64.b64encode(apply_background(few, "transparent").tobytes()).decode(),
-            "white": base64.b64encode(apply_background(few, "#ffffff", 20).tobytes()).decode()}
+            "transparent": base64.b64encode(apply_background(few, "transparent", keying="v1").tobytes()).decode(),
+            "white": base64.b64encode(apply_background(few, "#ffffff", 20, keying="v1").tobytes()).decode()}
 
 
 def golden() -> dict:

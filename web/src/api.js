@@ -18,7 +18,15 @@ import { DEFAULT_STEPS, makeSampler } from "./solvers/index.js";
 const MAX_SAMPLES = 1 << 20;
 const SEED_BITS = 32;
 
-/** GenerationParams' checks and resolution: every open choice made (seed drawn, default steps). */
+/** The guidance w when none is given (params.default_guidance): the default class guidance when a class is
+ *  asked for and the solver is not one of the course's (ddpm, ddim keep w = 0); 0 when unconditional. */
+export function defaultGuidance(sampler, context) {
+  if (contract.course_samplers.includes(String(sampler).toLowerCase()) || context == null) return 0;
+  if (typeof context === "string") return ["", "none"].includes(context.trim().toLowerCase()) ? 0 : contract.default_class_guidance;
+  return Array.from(context).some((v) => Math.fround(v) !== 0) ? contract.default_class_guidance : 0;
+}
+
+/** GenerationParams' checks and resolution: every open choice made (seed drawn, default steps, guidance). */
 export function resolveParams(given, T) {
   const p = { ...contract.params, rng: contract.web_rng, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v != null)) };
   if (!Number.isInteger(p.n) || p.n < 1 || p.n > MAX_SAMPLES) throw new RangeError(`number of sprites must be an integer, at least 1 and at most ${MAX_SAMPLES}, got ${p.n}`);
@@ -27,9 +35,17 @@ export function resolveParams(given, T) {
   if (p.spacing != null) p.spacing = String(p.spacing).toLowerCase();
   if (p.steps != null && (!Number.isInteger(p.steps) || p.steps < 1)) throw new RangeError(`steps must be a positive integer, got ${p.steps}`);
   if (p.seed != null && !(Number.isSafeInteger(p.seed) && p.seed >= 0)) throw new RangeError(`seed must be a non-negative integer, got ${p.seed}`);
-  if (typeof p.guidance !== "number" || !Number.isFinite(p.guidance) || p.guidance < 0) throw new RangeError(`guidance must be a finite number >= 0, got ${p.guidance}`);
+  if (p.guidance != null && (typeof p.guidance !== "number" || !Number.isFinite(p.guidance) || p.guidance < 0 || p.guidance > contract.max_guidance)) {
+    throw new RangeError(`guidance must be a finite number from 0 to ${contract.max_guidance}, got ${p.guidance}`);
+  }
+  p.guidance = p.guidance ?? defaultGuidance(p.sampler, p.context);
   p.background = parseBackground(p.background);
   p.tolerance = checkTolerance(p.tolerance);
+  // keying: the browser has v1 (the mask); without a background nothing is keyed and the default is recorded
+  if (p.background !== null && given.keying == null) p.keying = "v1";
+  if (p.background !== null && !contract.keying.web.includes(p.keying)) {
+    throw new RangeError(`background keying ${p.keying} is not in the browser yet; it keys with ${contract.keying.web.join(", ")}`);
+  }
   if (p.rng !== "philox") throw new RangeError(`the browser draws noise with philox only, got rng ${JSON.stringify(p.rng)}`);
   p.seed = p.seed ?? globalThis.crypto.getRandomValues(new Uint32Array(1))[0] % 2 ** SEED_BITS;
   p.steps = p.steps ?? DEFAULT_STEPS[p.sampler] ?? T;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { SpriteGenerator, batchAtlas, readRecord, resolveParams, sheetPng, specFromMetadata } from "../src/index.js";
+import { SpriteGenerator, batchAtlas, contract, readRecord, resolveParams, sheetPng, specFromMetadata } from "../src/index.js";
 
 function fakeUnet() {
   const unet = async (x, t, c, n) => Float32Array.from(x, (v, k) => 0.5 * v + 0.01 * (k % 7));
@@ -15,10 +15,19 @@ test("resolveParams fills ddpm-run's defaults and refuses bad input in one line"
   const p = resolveParams({ n: 3, sampler: "DDIM" }, 500);
   assert.equal(p.sampler, "ddim");
   assert.equal(p.steps, 25);
+  assert.equal(resolveParams({}, 500).sampler, contract.params.sampler);
   assert.equal(p.rng, "philox");
   assert.ok(Number.isInteger(p.seed) && p.seed >= 0 && p.seed < 2 ** 32);
   assert.throws(() => resolveParams({ n: 0 }, 500), /number of sprites must be an integer, at least 1/);
-  assert.throws(() => resolveParams({ guidance: -1 }, 500), /guidance must be a finite number >= 0/);
+  assert.throws(() => resolveParams({ guidance: -1 }, 500), /guidance must be a finite number from 0 to/);
+  assert.equal(resolveParams({ sampler: "dpmpp-2m-sde", context: "food" }, 500).guidance, 2);   // params.default_guidance
+  assert.equal(resolveParams({ sampler: "ddim", context: "food" }, 500).guidance, 0);
+  assert.equal(resolveParams({ sampler: "unipc", context: "none" }, 500).guidance, 0);
+  assert.equal(resolveParams({ sampler: "unipc", context: [0, 0, 0, 0, 0] }, 500).guidance, 0);
+  assert.equal(resolveParams({ sampler: "unipc", context: "food", guidance: 0 }, 500).guidance, 0);
+  assert.equal(resolveParams({ background: "transparent" }, 500).keying, "v1");
+  assert.equal(resolveParams({}, 500).keying, contract.keying.default);
+  assert.throws(() => resolveParams({ background: "transparent", keying: "v2" }, 500), /keying v2 is not in the browser yet/);
   assert.throws(() => resolveParams({ rng: "pcg64" }, 500), /philox only/);
   assert.throws(() => resolveParams({ background: "plaid" }, 500), /unknown background colour/);
 });
