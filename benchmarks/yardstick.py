@@ -3,7 +3,7 @@
     python benchmarks/yardstick.py [CONFIG ...] [--n 500] [--seeds 0,1,2] [--model weights/unet.onnx]
                                    [--write-reference] [--out benchmarks/results/yardstick] [--smoke]
 
-CONFIG is SOLVER:STEPS[:guidance=W][:spacing=S][:eta=E][:backend=B][:precision=P], e.g. ddpm:500,
+CONFIG is SOLVER:STEPS[:guidance=W][:spacing=S][:eta=E][:rng=R][:backend=B][:precision=P], e.g. ddpm:500,
 ddim:25, dpmpp-2m-sde:10:guidance=2. Each row generates n class-balanced sprites (n/K per class, context
 = the one-hot of the class) per seed with SpriteGenerator (ONNX Runtime, no torch), measures them with
 runtime/quality (FD, KID, precision/recall, class accuracy) and judges them against DDPM-500 at the same
@@ -40,8 +40,10 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "yardstick"
 DEFAULT_ROWS = ("ddpm:500", "ddim:25", "ddim:50", "dpmpp-2m-sde:6", "dpmpp-2m-sde:8", "dpmpp-2m-sde:10",
                 "dpmpp-2m-sde:15", "dpmpp-2m:10", "dpmpp-2m:20", "dpmpp-3m-sde:10",
                 "ddpm:500:guidance=2", "dpmpp-2m-sde:10:guidance=2")
-OPTIONS = {"guidance": float, "spacing": str, "eta": float, "backend": str, "precision": str}
-DEFAULTS = {"guidance": 0.0, "spacing": "uniform", "eta": 0.0, "backend": None, "precision": None}
+OPTIONS = {"guidance": float, "spacing": str, "eta": float, "rng": str, "backend": str, "precision": str}
+# rng: the noise generator; pinned to pcg64 (what the reference and the cache were made with), whatever
+# the library's default for new records is
+DEFAULTS = {"guidance": 0.0, "spacing": "uniform", "eta": 0.0, "rng": "pcg64", "backend": None, "precision": None}
 LOAD_OPTIONS = ("backend", "precision")
 
 
@@ -116,8 +118,10 @@ def generate(generator: SpriteGenerator, config: Config, n: int, seed: int,
     k = generator.spec.n_cfeat
     requested = class_balanced(n, k)
     context = np.eye(k, dtype=np.float32)[requested]                       # [n, K] one-hot
-    extra = {key: config.options[key] for key in ("eta", "spacing") if key in config.options}
+    extra = {key: config.options[key] for key in ("eta", "spacing", "rng") if key in config.options}
     missing = set(extra) - supported(generator.generate, extra)
+    if "rng" in supported(generator.generate, ["rng"]):
+        extra.setdefault("rng", DEFAULTS["rng"])
     if missing:
         raise DdpmEdgeError(f"{config.name}: this install's SpriteGenerator.generate has no "
                             f"{', '.join(sorted(missing))}")
@@ -186,6 +190,8 @@ def markdown(result: dict) -> str:
         s = row["summary"]
         verdict = row.get("verdict")
         mark = "–" if verdict is None else ("**equal**" if verdict["equal"] else "no")
+        if row["config"] == row.get("against"):
+            mark = "(the reference)"
         if verdict is not None and row["against"] != reference_key(0.0):
             mark += f" (vs {row['against']})"
         seeds = ",".join(str(r["seed"]) for r in row["reports"])

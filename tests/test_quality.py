@@ -206,6 +206,13 @@ def test_reference_is_read_per_model_and_classifier(ys, tmp_path):
         other.reference("ab" * 32)
 
 
+def test_shipped_reference_exists_for_the_shipped_model(ys):
+    reference = ys.reference()
+    assert len(reference) >= 3 and all(r.n >= 500 and r.config == "ddpm:500" for r in reference)
+    assert len({r.seed for r in reference}) == len(reference)
+
+
+
 # -- the benchmark script ----------------------------------------------------------------------------
 
 def load_script():
