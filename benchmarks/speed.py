@@ -233,8 +233,8 @@ def main() -> None:
     calls = per_call(engines, [int(v) for v in args.sizes.split(",")], args.budget)
 
     default = GenerationParams(context="food").resolved(schedule.T)   # a class asked for: the default guidance
-    unet = default_gen.unet
-    label = f"ours: default ({getattr(unet, 'backend', '?')} {getattr(unet, 'precision', '?')})"
+    unet = default_gen.engine_for(default.sampler, default.steps, default.guidance, default.eta, default.spacing)
+    label = f"ours: default ({getattr(unet, 'backend', '?')} {getattr(unet, 'precision', '?')}, auto)"
     ours = {label: default_gen}
     ours.update({f"ours: {name}": SpriteGenerator(engine) for name, engine in runtime.items() if callable(engine)})
     e2e = end_to_end(model, schedule, ours, default, args.e2e_rounds, n=args.e2e_n)

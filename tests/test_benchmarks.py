@@ -81,7 +81,7 @@ def test_speed_benchmark_smoke(small_checkpoint, small_onnx, tmp_path):
     table = out.with_suffix(".md").read_text()
     assert "Matmul peak" in table and "| 1 | onnxruntime fp32 |" in table
     assert "onnxruntime int8 | — | unavailable" in table
-    assert "| course: torch eager, DDPM-500 |" in table and "| ours: default (onnxruntime fp32) |" in table
+    assert "| course: torch eager, DDPM-500 |" in table and "| ours: default (onnxruntime fp32, auto) |" in table
     import json
     data = json.loads(out.with_suffix(".json").read_text())
     course = next(r for r in data["end_to_end"] if r["path"].startswith("course"))
