@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ddpm_edge.runtime.backends import load_unet
-from ddpm_edge.runtime.sampling import SeededNoise, guided, sample
+from ddpm_edge.runtime.sampling import DEFAULT_RNG, RNGS, guided, make_noise, sample
 from ddpm_edge.runtime.solvers import DEFAULT_STEPS, SAMPLERS, make_sampler
 
 TARGET = 0.03
@@ -65,10 +65,10 @@ class TimedNoise:
 
 
 def run_once(unet, name: str, steps: int | None, n: int, shape: tuple, context: np.ndarray, seed: int,
-             max_calls: int, guidance: float) -> dict:
+             max_calls: int, guidance: float, rng: str = DEFAULT_RNG) -> dict:
     timed_unet = Timed(guided(unet, guidance))
     solver = TimedSolver(make_sampler(name, unet.spec.schedule, steps), max_calls)
-    noise = TimedNoise(SeededNoise(seed))
+    noise = TimedNoise(make_noise(rng, seed))
     start = time.perf_counter()
     sample(timed_unet, solver, (n, *shape), context, noise=noise, progress=lambda done, total, x: None)
     wall = time.perf_counter() - start
@@ -90,12 +90,15 @@ def main(argv=None) -> int:
     parser.add_argument("--max-calls", type=int, default=25, help="cut longer trajectories after this many calls")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance w (2N UNet rows)")
+    parser.add_argument("--rng", default=DEFAULT_RNG, choices=RNGS, help=f"noise generator (default {DEFAULT_RNG})")
+    parser.add_argument("--backend", default="onnxruntime", help="auto|onnxruntime|openvino (default onnxruntime)")
+    parser.add_argument("--precision", default=None, help="fp32|bf16|int8 (default: what the file holds)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (.md) and figures (.json)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeats < 1 or args.max_calls < 1:
         parser.error("--n, --repeats and --max-calls must be at least 1")
 
-    unet = load_unet(args.onnx, device="cpu")
+    unet = load_unet(args.onnx, device="cpu", backend=args.backend, precision=args.precision)
     spec = unet.spec
     context = np.zeros((args.n, spec.n_cfeat), dtype=np.float32)
     x = np.zeros((args.n, *spec.sample_shape), dtype=np.float32)
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
         for name in args.solvers:
             steps = None if name == "ddpm" else args.steps
             result = run_once(unet, name, steps, args.n, spec.sample_shape, context, seed=r, max_calls=args.max_calls,
-                              guidance=args.guidance)
+                              guidance=args.guidance, rng=args.rng)
             runs[name].append(result)
             print(f"[{r + 1}/{args.repeats}] {name}: UNet {result['unet_ms']:.2f} ms/call, overhead "
                   f"{100 * result['overhead']:.2f}%", file=sys.stderr, flush=True)
@@ -122,7 +125,8 @@ def main(argv=None) -> int:
         rows.append(f"| {name} | {med['steps']} | {int(med['calls'])} | {med['unet_ms']:.2f} | {med['step_us']:.0f} | "
                     f"{med['noise_us']:.0f} | {med['glue_us']:.0f} | {100 * med['overhead']:.2f}% | {verdict} |")
     table = "\n".join([
-        f"Loop overhead, n = {args.n}, guidance {args.guidance:g}, {args.repeats} interleaved repeats (medians), "
+        f"Loop overhead, n = {args.n}, guidance {args.guidance:g}, noise {args.rng}, {unet.backend} {unet.precision}, "
+        f"{args.repeats} interleaved repeats (medians), "
         f"up to {args.max_calls} UNet calls per run; {machine}; model {Path(getattr(unet, 'path', '') or '').name}",
         "",
         "| solver | steps | calls timed | UNet ms/call | step µs | noise µs | glue µs | overhead / UNet | ≤ 3% |",

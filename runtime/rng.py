@@ -40,15 +40,23 @@ SEED_LIMIT = 1 << 64
 def philox4x32(counter: np.ndarray, key: tuple[int, int], rounds: int = ROUNDS) -> np.ndarray:
     """counter uint32 [B, 4], key (k0, k1) → uint32 [B, 4]. 32×32 → 64-bit products in uint64."""
     c = np.asarray(counter, dtype=np.uint32).astype(np.uint64)
-    c0, c1, c2, c3 = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+    c0, c1, c2, c3 = (np.ascontiguousarray(c[:, i]) for i in range(4))   # [B] each
+    p0, p1, hi = np.empty_like(c0), np.empty_like(c0), np.empty_like(c0)
     k0, k1 = int(key[0]) & 0xFFFFFFFF, int(key[1]) & 0xFFFFFFFF
     for r in range(rounds):
         if r:   # the key schedule: Weyl increments before rounds 2 … R
             k0, k1 = (k0 + PHILOX_W0) & 0xFFFFFFFF, (k1 + PHILOX_W1) & 0xFFFFFFFF
-        p0 = PHILOX_M0 * c0                                             # [B] exact 64-bit products
-        p1 = PHILOX_M1 * c2
-        c0, c1, c2, c3 = ((p1 >> SHIFT32) ^ c1 ^ np.uint64(k0), p1 & MASK32,
-                          (p0 >> SHIFT32) ^ c3 ^ np.uint64(k1), p0 & MASK32)
+        np.multiply(c0, PHILOX_M0, out=p0)                              # exact 64-bit products
+        np.multiply(c2, PHILOX_M1, out=p1)
+        # (c0, c1, c2, c3) ← (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0)), in place
+        np.right_shift(p1, SHIFT32, out=hi)
+        np.bitwise_xor(hi, c1, out=c0)
+        c0 ^= np.uint64(k0)
+        np.bitwise_and(p1, MASK32, out=c1)
+        np.right_shift(p0, SHIFT32, out=hi)
+        np.bitwise_xor(hi, c3, out=c2)
+        c2 ^= np.uint64(k1)
+        np.bitwise_and(p0, MASK32, out=c3)
     return np.stack([c0, c1, c2, c3], axis=1).astype(np.uint32)
 
 
@@ -71,12 +79,15 @@ def uniforms(words: np.ndarray) -> np.ndarray:
 def box_muller(u: np.ndarray) -> np.ndarray:
     """float64 uniforms [B, 4] → float32 normals [B, 4]: pairs (u0, u1), (u2, u3), in float64."""
     u = np.asarray(u, dtype=np.float64)
-    rho = np.sqrt(-2.0 * np.log(u[:, 0::2]))                           # [B, 2]
-    theta = 2.0 * np.pi * u[:, 1::2]
-    out = np.empty(u.shape, dtype=np.float64)
-    out[:, 0::2] = rho * np.cos(theta)
+    rho = np.log(np.ascontiguousarray(u[:, 0::2]))                     # [B, 2], contiguous: 3× faster ufuncs
+    rho *= -2.0
+    np.sqrt(rho, out=rho)
+    theta = np.ascontiguousarray(u[:, 1::2])
+    theta *= 2.0 * np.pi
+    out = np.empty(u.shape, dtype=np.float32)
+    out[:, 0::2] = rho * np.cos(theta)                                  # float64 products, rounded on store
     out[:, 1::2] = rho * np.sin(theta)
-    return out.astype(np.float32)
+    return out
 
 
 def check_seed(seed) -> int:
