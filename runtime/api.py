@@ -127,50 +127,23 @@ class SpriteGenerator:
         of AUTO_ENGINES with an equal quality verdict at exactly this configuration."""
         if not self._auto:
             return self.unet
-        from .gate import GateConfig, check as check_gate, lookup, verdict_key
+        from .gate import GateConfig, lookup, verdict_key
         steps = steps if steps is not None else default_steps(sampler, self.spec.T)
         config = GateConfig(sampler=sampler, steps=steps, guidance=float(guidance), eta=float(eta), spacing=spacing)
-        measured = [(b, p) for b, p in AUTO_ENGINES if (v := lookup(verdict_key(self.unet.sha256, b, p, config)))
-                    and v.equal]
-        if not measured:     # nothing to move to: no engine is loaded for it
+        # shipped or cached verdicts only (the same file, so the same sha256): never measures here
+        equal = [(b, p) for b, p in AUTO_ENGINES if (v := lookup(verdict_key(self.unet.sha256, b, p, config)))
+                 and v.equal]
+        if not equal:     # nothing to move to: no other engine is even loaded
             return self.unet
         if self._faster is None:
-            faster = []
+            self._faster = []
             for backend, precision in AUTO_ENGINES:
                 try:
-                    faster.append(load_unet(self.unet.path, max_batch=self.unet.max_batch, backend=backend,
-                                            precision=precision))
+                    self._faster.append(load_unet(self.unet.path, max_batch=self.unet.max_batch, backend=backend,
+                                                  precision=precision))
                 except DdpmEdgeError:     # not in this install, or this CPU cannot: stay on the loaded engine
                     pass
-            self._faster = faster
-        for unet in self._faster:
-            if (unet.backend, unet.precision) not in measured:
-                continue
-            try:
-                check_gate(unet, config, run=False)     # shipped or cached verdicts only: never measures here
-            except DdpmEdgeError:
-                continue
-            return unet
-        return self.unet
-        from .gate import GateConfig, check as check_gate
-        if self._faster is None:
-            faster = []
-            for backend, precision in AUTO_ENGINES:
-                try:
-                    faster.append(load_unet(self.unet.path, max_batch=self.unet.max_batch, backend=backend,
-                                            precision=precision))
-                except DdpmEdgeError:     # not in this install, or this CPU cannot: stay on the loaded engine
-                    pass
-            self._faster = faster
-        steps = steps if steps is not None else default_steps(sampler, self.spec.T)
-        config = GateConfig(sampler=sampler, steps=steps, guidance=float(guidance), eta=float(eta), spacing=spacing)
-        for unet in self._faster:
-            try:
-                check_gate(unet, config, run=False)     # shipped or cached verdicts only: never measures here
-            except DdpmEdgeError:
-                continue
-            return unet
-        return self.unet
+        return next((u for u in self._faster if (u.backend, u.precision) in equal), self.unet)
 
     @property
     def backend(self) -> str:
