@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .assets.background import (DEFAULT_KEYING, DEFAULT_TOLERANCE, LEGACY_KEYING, check_keying, check_tolerance,
+from .assets.records import V1_DEFAULTS
+from .assets.background import (DEFAULT_KEYING, DEFAULT_TOLERANCE, check_keying, check_tolerance,
                                 parse_background)
 from .errors import DdpmEdgeError
 from .limits import MAX_GUIDANCE, MAX_N, MAX_SEED, MAX_T
@@ -20,8 +21,6 @@ from .sampling import DEFAULT_RNG, RNGS
 
 MAX_SAMPLES = MAX_N
 SEED_BITS = 32
-# fields added after record format /1: what older records meant
-RECORD_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "keying": LEGACY_KEYING}
 
 
 def _is_number(value) -> bool:
@@ -126,8 +125,8 @@ class GenerationParams:
     @classmethod
     def from_record(cls, record: dict, source: str = "the record") -> "GenerationParams":
         """The parameters stored in a PNG record (pngmeta.read_record)."""
-        record = {**RECORD_DEFAULTS, **record}
         names = [f.name for f in fields(cls)]
+        record = {**{k: v for k, v in V1_DEFAULTS.items() if k in names}, **record}   # fields /1 lacked
         missing = [name for name in names if name not in record]
         if missing:
             raise DdpmEdgeError(f"{source} lacks generation parameters: {', '.join(missing)}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import PngImagePlugin
 
 from ..errors import DdpmEdgeError
+from .background import LEGACY_KEYING
 from ..limits import MAX_JSON_DEPTH, MAX_RECORD_BYTES, check_limit, json_depth_ok
 from .pngchunks import read_text_chunk
 
@@ -28,7 +29,7 @@ RECORD_FORMAT_V1 = "ddpm-edge-params/1"
 RECORD_FORMATS = (RECORD_FORMAT_V1, RECORD_FORMAT)
 # fields /2 added, with the value a /1 record implies
 V1_DEFAULTS = {"eta": 0.0, "spacing": "uniform", "rng": "pcg64", "backend": "onnxruntime", "precision": "fp32",
-               "keying": "v1"}
+               "keying": LEGACY_KEYING}
 
 
 def downgrade(record: dict) -> dict | None:
