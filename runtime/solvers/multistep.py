@@ -122,9 +122,14 @@ class MultistepSolver:
         self._k = k + 1
         if a is None:
             return m0
+        out = self._extrapolate(x, a, weights)
+        if c is not None:
+            self._add(out, z, c)
+        return out
+
+    def _extrapolate(self, x: np.ndarray, a, weights) -> np.ndarray:
+        """a·x + Σ_j weights[j]·history[−1−j], the newest model output first, in a fresh float32 array."""
         out = np.multiply(x, a, dtype=np.float32)
         for w, m in zip(weights, reversed(self.history)):
             self._add(out, m, w)
-        if c is not None:
-            self._add(out, z, c)
         return out

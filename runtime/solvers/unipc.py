@@ -112,7 +112,4 @@ class UniPC(MultistepSolver):
         self._k = k + 1
         if a is None:
             return m_new
-        out = np.multiply(x, a, dtype=np.float32)
-        for w, m in zip(weights, reversed(self.history)):
-            self._add(out, m, w)
-        return out
+        return self._extrapolate(x, a, weights)
