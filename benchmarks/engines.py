@@ -111,6 +111,32 @@ def interleaved(fns: dict, make_args, budget_s: float, min_rounds: int = 3, max_
     return {name: (statistics.median(ts), len(ts)) for name, ts in times.items()}
 
 
+def per_call(engines: dict, sizes: list[int], budget: float) -> list[dict]:
+    """Median ms per UNet call of every live engine (callable) at each n, interleaved rounds; an engine given
+    as a string is listed as unavailable with that reason. The budget's share grows with n."""
+    live = {k: v for k, v in engines.items() if callable(v)}
+    weight = {n: max(n, 8) for n in sizes}
+    calls = []
+    for n in sizes:
+        def make_args(n=n):
+            rng = np.random.default_rng(n)
+            return (rng.standard_normal((n, 3, 16, 16), dtype=np.float32),
+                    rng.uniform(0, 1, (n, 1)).astype(np.float32),
+                    np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)])
+        medians = interleaved(live, make_args, budget * weight[n] / sum(weight.values()))
+        base = medians["onnxruntime fp32"][0] if "onnxruntime fp32" in medians else None
+        for name in engines:
+            if name in medians:
+                s, rounds = medians[name]
+                calls.append({"n": n, "engine": name, "ms": s * 1e3, "rounds": rounds,
+                              "vs_ort_fp32": base / s if base else None,
+                              "gflops": 2 * MACS_PER_SPRITE * n / s / 1e9})
+            else:
+                calls.append({"n": n, "engine": name, "ms": None, "why": str(engines[name])})
+        say(f"n={n}: " + ", ".join(f"{k} {v[0] * 1e3:.1f} ms" for k, v in medians.items()))
+    return calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx", type=Path, default=None, help="fp32 UNet (default: the shipped model)")
@@ -155,27 +181,7 @@ def main() -> None:
         errors[name] = {"mean": float(diff.mean()), "max": float(diff.max())}
 
     sizes = [int(v) for v in args.sizes.split(",")]
-    weight = {n: max(n, 8) for n in sizes}     # budget share grows with the work per call
-    calls = []
-    for n in sizes:
-        share = args.budget * weight[n] / sum(weight.values())
-
-        def make_args(n=n):
-            rng = np.random.default_rng(n)
-            return (rng.standard_normal((n, 3, 16, 16), dtype=np.float32),
-                    rng.uniform(0, 1, (n, 1)).astype(np.float32),
-                    np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)])
-        medians = interleaved(live, make_args, share)
-        base = medians["onnxruntime fp32"][0] if "onnxruntime fp32" in medians else None
-        for name in engines:
-            if name in medians:
-                s, rounds = medians[name]
-                calls.append({"n": n, "engine": name, "ms": s * 1e3, "rounds": rounds,
-                              "vs_ort_fp32": base / s if base else None,
-                              "gflops": 2 * MACS_PER_SPRITE * n / s / 1e9})
-            else:
-                calls.append({"n": n, "engine": name, "ms": None, "why": engines[name]})
-        say(f"n={n}: " + ", ".join(f"{k} {v[0] * 1e3:.1f} ms" for k, v in medians.items()))
+    calls = per_call(engines, sizes, args.budget)
 
     machine = (f"{cpu_name()}, {threads} threads, load average {os.getloadavg()[0]:.1f} at the end; "
                f"ddpm-edge {__version__}, Python {platform.python_version()}")

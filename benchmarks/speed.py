@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import (MACS_PER_SPRITE, cpu_name, int8_model, interleaved, runtime_engine, say,  # noqa: E402
+from engines import (cpu_name, int8_model, interleaved, per_call, runtime_engine, say,  # noqa: E402
                      torch_engines)
 
 from ddpm_edge.ddpm_ref import sampling as ref  # noqa: E402
@@ -53,28 +53,6 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 3.0) -> f
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     medians = interleaved({"mm": lambda: torch.mm(a, b)}, lambda: (), seconds, min_rounds=5, max_rounds=50)
     return 2 * size ** 3 / medians["mm"][0] / 1e9
-
-
-def per_call(engines: dict, sizes: list[int], budget: float) -> list[dict]:
-    """Median ms per UNet call for every live engine at each n (interleaved rounds)."""
-    live = {k: v for k, v in engines.items() if callable(v)}
-    weight = {n: max(n, 8) for n in sizes}     # the budget share grows with the work per call
-    rows = []
-    for n in sizes:
-        def make_args(n=n):
-            rng = np.random.default_rng(n)
-            return (rng.standard_normal((n, 3, 16, 16), dtype=np.float32),
-                    rng.uniform(0, 1, (n, 1)).astype(np.float32),
-                    np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)])
-        medians = interleaved(live, make_args, budget * weight[n] / sum(weight.values()))
-        for name, engine in engines.items():
-            if name in medians:
-                s = medians[name][0]
-                rows.append({"n": n, "engine": name, "ms": s * 1e3, "gflops": 2 * MACS_PER_SPRITE * n / s / 1e9})
-            else:
-                rows.append({"n": n, "engine": name, "ms": None, "why": str(engine)})
-        say(f"per call n={n}: " + ", ".join(f"{k} {v[0] * 1e3:.2f} ms" for k, v in medians.items()))
-    return rows
 
 
 def diffusers_pipeline(model, schedule, params: GenerationParams) -> Callable[[int, int], object] | None:
